@@ -1,0 +1,146 @@
+"""Dispatch of the compressed-code kernels (Hamming, bit planes, PQ ADC, 4-bit fast scan).
+
+Same rules as ``kernels.dispatch`` (whose backend state this shares): validate once, allocate
+the output, call C, else numba, else the numpy reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vecdb.kernels import reference
+from vecdb.kernels.dispatch import state
+from vecdb.kernels.validate import check_float, check_int, code_vector, small_float, stored
+
+
+def hamming(query_code: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """query_code: (w,) uint64, codes: (n, w) uint64 -> (n,) int32 Hamming distances."""
+    codes = stored(codes, "codes", np.uint64, 2)
+    qc = code_vector(query_code, "query_code", np.uint64, (codes.shape[1],))
+    out = np.empty(codes.shape[0], dtype=np.int32)
+    if codes.shape[0] == 0:
+        return out
+    st = state()
+    b = st.backend["hamming"]
+    if b == "c":
+        st.native.hamming(qc, codes, out)
+    elif b == "numba":
+        st.numba.codes.hamming_into(qc, codes, out)
+    else:
+        out[:] = reference.hamming(qc, codes)
+    return out
+
+
+def bitplane_ip_sym(
+    query_planes: np.ndarray,
+    codes: np.ndarray,
+    query_weights: np.ndarray,
+    code_weights: np.ndarray,
+    dim: int,
+) -> np.ndarray:
+    """Minus the weighted inner product of multi-bit codes stored as bit planes.
+
+    query_planes: (uq, w) uint64, codes: (n, u, w) uint64, query_weights: (uq,), code_weights:
+    (u,) float32, dim: true dimension (<= 64 w) -> (n,) float32.
+    """
+    codes = stored(codes, "codes", np.uint64, 3)
+    _, u, w = codes.shape
+    qp = np.asarray(query_planes)
+    if qp.ndim != 2:
+        raise ValueError(f"query_planes must be 2-D (uq, w), got shape {qp.shape}")
+    qp = code_vector(qp, "query_planes", np.uint64, (qp.shape[0], w))
+    qw = small_float(query_weights, "query_weights", (qp.shape[0],))
+    cw = small_float(code_weights, "code_weights", (u,))
+    dim = check_int(dim, "dim", 1, 64 * w)
+    out = np.empty(codes.shape[0], dtype=np.float32)
+    if codes.shape[0] == 0:
+        return out
+    st = state()
+    b = st.backend["bitplane_ip_sym"]
+    if b == "c":
+        st.native.bitplane_ip_sym(qp, codes, qw, cw, dim, out)
+    elif b == "numba":
+        st.numba.codes.bitplane_ip_sym_into(qp, codes, qw, cw, dim, out)
+    else:
+        out[:] = reference.bitplane_ip_sym(qp, codes, qw, cw, dim)
+    return out
+
+
+def bitplane_ip_asym(
+    lut: np.ndarray, codes: np.ndarray, code_weights: np.ndarray, query_sum: float
+) -> np.ndarray:
+    """fp32 query (as ``bitplane_lut(query)`` (w*8, 256) and ``query_sum``) against multi-bit
+    codes (n, u, w) uint64 with code_weights (u,) -> (n,) float32."""
+    codes = stored(codes, "codes", np.uint64, 3)
+    n, u, w = codes.shape
+    table = small_float(lut, "lut", (w * 8, 256))
+    cw = small_float(code_weights, "code_weights", (u,))
+    qsum = check_float(query_sum, "query_sum")
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    st = state()
+    b = st.backend["bitplane_ip_asym"]
+    if b == "c":
+        st.native.bitplane_ip_asym(table, codes, cw, qsum, out)
+    elif b == "numba":
+        st.numba.codes.bitplane_ip_asym_into(table, codes.view(np.uint8), cw, qsum, out)
+    else:
+        out[:] = reference.bitplane_ip_asym(table, codes, cw, qsum)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# product quantization
+
+
+def pq_adc(lut: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """lut: (m, ksub) float32 (ksub <= 256), codes: (n, m) uint8 -> (n,) float32 table sums."""
+    codes = stored(codes, "codes", np.uint8, 2)
+    n, m = codes.shape
+    table = np.asarray(lut)
+    if table.ndim != 2 or table.shape[0] != m or not 1 <= table.shape[1] <= 256:
+        raise ValueError(f"lut must have shape ({m}, ksub) with 1 <= ksub <= 256, got {table.shape}")
+    table = small_float(table, "lut", table.shape)
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    # A code >= ksub would read past the table; only possible (and only checked) when ksub < 256.
+    if table.shape[1] < 256 and int(codes.max()) >= table.shape[1]:
+        raise ValueError(f"codes hold a value >= ksub = {table.shape[1]}")
+    st = state()
+    b = st.backend["pq_adc"]
+    if b == "c":
+        st.native.pq_adc(table, codes, out)
+    elif b == "numba":
+        st.numba.codes.pq_adc_into(table, codes, out)
+    else:
+        out[:] = reference.pq_adc(table, codes)
+    return out
+
+
+def pq4_fastscan(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> np.ndarray:
+    """lut_u8: (m, 16) uint8, packed: (ceil(n/32), m, 16) uint8 fast-scan layout of n rows
+    -> (n,) uint16 sums (wrapping modulo 2^16, as the reference)."""
+    packed = stored(packed, "packed", np.uint8, 3)
+    nblocks, m, width = packed.shape
+    if width != 16:
+        raise ValueError(f"packed must have shape (nblocks, m, 16), got {packed.shape}")
+    n = check_int(n, "n", 0)
+    if nblocks != (n + 31) // 32:
+        raise ValueError(f"packed holds {nblocks} blocks of 32 rows; n = {n} needs {(n + 31) // 32}")
+    table = code_vector(lut_u8, "lut_u8", np.uint8, (m, 16))
+    out = np.empty(n, dtype=np.uint16)
+    if n == 0:
+        return out
+    st = state()
+    b = st.backend["pq4_fastscan"]
+    if b == "c":
+        st.native.pq4_fastscan(table, packed, n, out)
+    elif b == "numba":
+        st.numba.codes.pq4_fastscan_into(table, packed, n, out)
+    else:
+        out[:] = reference.pq4_fastscan(table, packed, n)
+    return out
+
+

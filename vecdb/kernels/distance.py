@@ -1,0 +1,215 @@
+"""numba kernels for floating-point distances (fp32, fp16, sq8 rows against an fp32 query).
+
+Every function computes what ``kernels.reference`` defines, with metric codes from
+``vecdb.types.METRIC_CODES`` (0 = l2, 1 = ip, 2 = cosine). None of them validates its
+arguments: ``kernels.dispatch`` does that once per call. The scalar-pair helpers
+(``l2_f32``, ``dot_f32``, ``distance_f32``) and the ``*_into`` kernels are plain njit functions,
+so graph and index code can call them from inside its own ``@njit`` loops.
+
+Accumulators are float32 with reassociation allowed (so LLVM vectorizes the reductions into
+several SIMD partial sums); cosine combines its three sums in float64. NaN/inf semantics are
+kept (no ``nnan``/``ninf`` flags) because the cosine zero-norm rule relies on comparisons.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+# Reassociation lets LLVM split a reduction into SIMD lanes; contract allows FMA. Both stay
+# within the 1e-4 relative tolerance the reference tests use.
+FAST = {"reassoc", "contract", "nsz", "arcp"}
+
+L2, IP, COSINE = 0, 1, 2
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def l2_f32(a: np.ndarray, b: np.ndarray) -> float:
+    """Squared euclidean distance of two (d,) float32 vectors."""
+    acc = np.float32(0.0)
+    for i in range(a.shape[0]):
+        t = a[i] - b[i]
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def dot_f32(a: np.ndarray, b: np.ndarray) -> float:
+    """Dot product of two (d,) float32 vectors."""
+    acc = np.float32(0.0)
+    for i in range(a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _dot_norms(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
+    dot = np.float32(0.0)
+    aa = np.float32(0.0)
+    bb = np.float32(0.0)
+    for i in range(a.shape[0]):
+        dot += a[i] * b[i]
+        aa += a[i] * a[i]
+        bb += b[i] * b[i]
+    return dot, aa, bb
+
+
+@njit(cache=True, nogil=True)
+def _cosine_from_sums(dot: float, aa: float, bb: float) -> np.float32:
+    # float64 so the product of the two norms neither overflows nor loses the small angles.
+    denom = np.sqrt(np.float64(aa)) * np.sqrt(np.float64(bb))
+    if denom > 0.0:  # False for 0 and NaN: both give distance 1, as the reference does
+        return np.float32(1.0 - np.float64(dot) / denom)
+    return np.float32(1.0)
+
+
+@njit(cache=True, nogil=True)
+def cosine_f32(a: np.ndarray, b: np.ndarray) -> np.float32:
+    """Cosine distance ``1 - cos(a, b)`` of two (d,) float32 vectors; 1 when a norm is 0."""
+    dot, aa, bb = _dot_norms(a, b)
+    return _cosine_from_sums(dot, aa, bb)
+
+
+@njit(cache=True, nogil=True)
+def distance_f32(a: np.ndarray, b: np.ndarray, metric: int) -> np.float32:
+    """Distance of two (d,) float32 vectors for a metric code (0 l2, 1 ip, 2 cosine)."""
+    if metric == L2:
+        return np.float32(l2_f32(a, b))
+    if metric == IP:
+        return np.float32(-dot_f32(a, b))
+    return cosine_f32(a, b)
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _row_norm_sq(a: np.ndarray) -> float:
+    acc = np.float32(0.0)
+    for i in range(a.shape[0]):
+        acc += a[i] * a[i]
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def distances_f32_into(query: np.ndarray, rows: np.ndarray, metric: int, out: np.ndarray) -> None:
+    """query (d,) float32, rows (n, d) float32 -> out (n,) float32."""
+    n = rows.shape[0]
+    if metric == L2:
+        for i in range(n):
+            out[i] = l2_f32(query, rows[i])
+    elif metric == IP:
+        for i in range(n):
+            out[i] = -dot_f32(query, rows[i])
+    else:
+        qq = _row_norm_sq(query)  # once per call, not once per row
+        for i in range(n):
+            row = rows[i]
+            out[i] = _cosine_from_sums(dot_f32(query, row), qq, _row_norm_sq(row))
+
+
+@njit(cache=True, nogil=True)
+def distances_f32_at_into(
+    query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, metric: int, out: np.ndarray
+) -> None:
+    """query (d,), rows (N, d) float32, offsets (m,) int64 (trusted in range) -> out (m,) float32."""
+    m = offsets.shape[0]
+    if metric == COSINE:
+        qq = _row_norm_sq(query)
+        for i in range(m):
+            row = rows[offsets[i]]
+            out[i] = _cosine_from_sums(dot_f32(query, row), qq, _row_norm_sq(row))
+    elif metric == L2:
+        for i in range(m):
+            out[i] = l2_f32(query, rows[offsets[i]])
+    else:
+        for i in range(m):
+            out[i] = -dot_f32(query, rows[offsets[i]])
+
+
+def f16_table() -> np.ndarray:
+    """(65536,) float32: the exact float32 value of every binary16 bit pattern (inf/NaN kept).
+
+    The numba fp16 kernels decode through this table (256 KiB, cache resident) because numba
+    has no scalar float16 type; built once and shared.
+    """
+    global _F16_TABLE
+    if _F16_TABLE is None:
+        _F16_TABLE = np.arange(65536, dtype=np.uint32).astype(np.uint16).view(np.float16).astype(np.float32)
+    return _F16_TABLE
+
+
+_F16_TABLE: np.ndarray | None = None
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _f16_l2(query: np.ndarray, bits: np.ndarray, table: np.ndarray) -> float:
+    acc = np.float32(0.0)
+    for i in range(query.shape[0]):
+        t = query[i] - table[bits[i]]
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _f16_sums(query: np.ndarray, bits: np.ndarray, table: np.ndarray) -> tuple[float, float]:
+    dot = np.float32(0.0)
+    xx = np.float32(0.0)
+    for i in range(query.shape[0]):
+        x = table[bits[i]]
+        dot += query[i] * x
+        xx += x * x
+    return dot, xx
+
+
+@njit(cache=True, nogil=True)
+def distances_f16_into(
+    query: np.ndarray, rows_bits: np.ndarray, table: np.ndarray, metric: int, out: np.ndarray
+) -> None:
+    """query (d,) float32, rows (n, d) float16 viewed as uint16, table = ``f16_table()``
+    -> out (n,) float32."""
+    n = rows_bits.shape[0]
+    if metric == L2:
+        for i in range(n):
+            out[i] = _f16_l2(query, rows_bits[i], table)
+        return
+    qq = _row_norm_sq(query)
+    for i in range(n):
+        dot, xx = _f16_sums(query, rows_bits[i], table)
+        out[i] = -dot if metric == IP else _cosine_from_sums(dot, qq, xx)
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _sq8_l2(query: np.ndarray, code: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> float:
+    acc = np.float32(0.0)
+    for i in range(query.shape[0]):
+        t = query[i] - (offset[i] + scale[i] * np.float32(code[i]))
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _sq8_sums(
+    query: np.ndarray, code: np.ndarray, scale: np.ndarray, offset: np.ndarray
+) -> tuple[float, float]:
+    dot = np.float32(0.0)
+    xx = np.float32(0.0)
+    for i in range(query.shape[0]):
+        x = offset[i] + scale[i] * np.float32(code[i])
+        dot += query[i] * x
+        xx += x * x
+    return dot, xx
+
+
+@njit(cache=True, nogil=True)
+def distances_sq8_into(
+    query: np.ndarray, codes: np.ndarray, scale: np.ndarray, offset: np.ndarray, metric: int, out: np.ndarray
+) -> None:
+    """query (d,) float32, codes (n, d) uint8, scale/offset (d,) float32 -> out (n,) float32,
+    each row decoded as ``offset + scale * code`` on the fly."""
+    n = codes.shape[0]
+    if metric == L2:
+        for i in range(n):
+            out[i] = _sq8_l2(query, codes[i], scale, offset)
+        return
+    qq = _row_norm_sq(query)
+    for i in range(n):
+        dot, xx = _sq8_sums(query, codes[i], scale, offset)
+        out[i] = -dot if metric == IP else _cosine_from_sums(dot, qq, xx)

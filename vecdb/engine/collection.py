@@ -1,0 +1,342 @@
+"""A collection: the write path (validate -> WAL -> memtable), reads, and the public Collection API.
+
+Writers log first and apply in LSN order: the WAL assigns LSNs and shares fsyncs between
+concurrent writers (group commit); each writer then waits for its turn to apply, so the in-memory
+state always equals a replay of the log. Readers take a frozen ``CollectionState`` and never block
+writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecdb.config import config_from_dict
+from vecdb.engine import validate
+from vecdb.engine.records import RecordKind, decode_delete, decode_upsert, encode_delete, encode_upsert
+from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_state
+from vecdb.engine.segments import SealedSegment
+from vecdb.engine.store import CollectionStore
+from vecdb.errors import FailedPrecondition, InvalidArgument
+from vecdb.filter.evaluate import compile_filter
+from vecdb.filter.schema import coerce_attributes, parse_schema
+from vecdb.storage.memtable import MemTable
+from vecdb.types import SearchResult
+
+# How long a writer waits for its predecessors to apply before declaring the log wedged.
+APPLY_TIMEOUT_S = 120.0
+
+
+class Collection:
+    """A named set of vectors with attributes, durable on disk. Thread-safe.
+
+    Obtain one from ``Database.create_collection`` / ``Database.collection``.
+    """
+
+    def __init__(self, record: Mapping[str, Any], store: CollectionStore) -> None:
+        self.name: str = record["name"]
+        self.dim: int = int(record["dim"])
+        self.metric: str = record["metric"]
+        self.index = config_from_dict(record.get("index")) or config_from_dict({"kind": "flat"})
+        self.quantization = config_from_dict(record.get("quantization"))
+        self.schema: dict[str, str] = dict(record.get("schema") or {})
+        self.multi_tenant: bool = bool(record.get("multi_tenant", False))
+        self._arrow_schema = parse_schema(self.schema)
+        self._store = store
+        self._cond = threading.Condition(threading.RLock())
+        self._mem = MemTable(self.dim, self._arrow_schema)
+        self._segments: list[SealedSegment] = []
+        self._state: CollectionState | None = None
+        self._applied_lsn = 0
+        self._closed = False
+        self.replayed_records = 0
+        self._store.attach(self)
+
+    # ------------------------------------------------------------------ recovery
+
+    def recover(self) -> None:
+        """Open segments from the manifest and replay the WAL past it (called once by the Database)."""
+        with self._cond:
+            self._segments, manifest_lsn = self._store.load_segments()
+            self._applied_lsn = manifest_lsn
+            for record in self._store.wal.recover(after_lsn=manifest_lsn):
+                self._apply_record(record.kind, record.payload, f"{self._store.wal_dir} lsn {record.lsn}")
+                self._applied_lsn = record.lsn
+                self.replayed_records += 1
+            self._applied_lsn = max(self._applied_lsn, self._store.wal.last_lsn)
+            self._invalidate()
+        self._store.schedule_missing_indexes()
+
+    def _apply_record(self, kind: int, payload: bytes, where: str) -> None:
+        if kind == RecordKind.UPSERT:
+            self._apply_upsert(decode_upsert(payload, where))
+        elif kind == RecordKind.DELETE:
+            self._apply_delete(decode_delete(payload, where))
+        else:
+            from vecdb.errors import DataLoss
+
+            raise DataLoss(f"{where}: unknown record kind {kind}")
+
+    # ------------------------------------------------------------------ write path
+
+    def upsert(self, ids: Any, vectors: Any = None, attributes: Any = None) -> int:
+        """Insert or replace rows; durable when it returns. Returns the number of rows written.
+
+        ids: (n,) int64 and vectors: (n, dim); or a pyarrow.Table / pandas DataFrame with "id" and
+        "vector" columns (plus attribute columns) as the only argument. attributes: dict of columns,
+        pyarrow.Table or pandas DataFrame with the collection's schema fields.
+        """
+        table = self._prepare_upsert(ids, vectors, attributes)
+        if table.num_rows == 0:
+            return 0
+        self._log_and_apply(RecordKind.UPSERT, encode_upsert(table), lambda: self._apply_upsert(table))
+        return table.num_rows
+
+    def delete(self, ids: Any = None, *, filter: str | None = None, filter_params: Mapping[str, Any] | None = None) -> int:
+        """Delete rows by id or by filter (exactly one); durable when it returns. Returns how many."""
+        if (ids is None) == (filter is None):
+            raise InvalidArgument("delete takes either ids or filter, exactly one of them")
+        if ids is not None:
+            id_arr = validate.as_ids(ids, allow_duplicates=True)
+            id_arr = np.unique(id_arr)
+        else:
+            compiled = compile_filter(filter, self._arrow_schema, filter_params)
+            id_arr = self._matching_ids(compiled)
+        if id_arr.size == 0:
+            return 0
+        return self._log_and_apply(RecordKind.DELETE, encode_delete(id_arr), lambda: self._apply_delete(id_arr))
+
+    def _prepare_upsert(self, ids: Any, vectors: Any, attributes: Any) -> pa.Table:
+        if vectors is None and attributes is None and _is_table_like(ids):
+            table = ids if isinstance(ids, pa.Table) else pa.Table.from_pandas(ids, preserve_index=False)
+            missing = {"id", "vector"} - set(table.column_names)
+            if missing:
+                raise InvalidArgument(f"an upsert table needs 'id' and 'vector' columns; missing {sorted(missing)}")
+            ids = table.column("id").to_numpy()
+            vectors = _vectors_from_column(table.column("vector"))
+            attributes = table.drop_columns(["id", "vector"]) if table.num_columns > 2 else None
+        if vectors is None:
+            raise InvalidArgument("upsert needs vectors (or one table with 'id' and 'vector' columns)")
+        id_arr = validate.as_ids(ids)
+        vec = validate.as_vectors(vectors, self.dim)
+        if vec.shape[0] != id_arr.shape[0]:
+            raise InvalidArgument(f"got {id_arr.shape[0]} ids but {vec.shape[0]} vectors")
+        attrs = coerce_attributes(attributes, self._arrow_schema, id_arr.shape[0])
+        table = pa.table(
+            {
+                "id": pa.array(id_arr),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vec.reshape(-1)), self.dim),
+            }
+        )
+        for i, field in enumerate(attrs.schema):
+            table = table.append_column(field, attrs.column(i))
+        return table
+
+    def _log_and_apply(self, kind: RecordKind, payload: Any, apply: Any) -> Any:
+        if self._closed:
+            raise FailedPrecondition(f"collection {self.name!r} is closed")
+        lsn = self._store.wal.append(int(kind), payload)  # durable on return; fsyncs shared
+        with self._cond:
+            # Apply in LSN order so memory always equals a replay of the log.
+            if not self._cond.wait_for(lambda: self._applied_lsn >= lsn - 1, timeout=APPLY_TIMEOUT_S):
+                raise FailedPrecondition(f"write-ahead log of {self.name!r} is wedged before lsn {lsn}")
+            try:
+                return apply()
+            finally:
+                self._applied_lsn = max(self._applied_lsn, lsn)
+                self._cond.notify_all()
+                self._store.maybe_seal()
+
+    def _apply_upsert(self, table: pa.Table) -> int:
+        ids = table.column("id").to_numpy()
+        for seg in self._segments:
+            seg.mark_deleted(seg.rows_of(ids))
+        vectors = _vectors_from_column(table.column("vector"))
+        attrs = table.drop_columns(["id", "vector"])
+        self._mem.append(ids, vectors, attrs)
+        self._invalidate()
+        return table.num_rows
+
+    def _apply_delete(self, ids: np.ndarray) -> int:
+        count = self._mem.delete(ids)
+        for seg in self._segments:
+            count += seg.mark_deleted(seg.rows_of(ids))
+        self._invalidate()
+        return count
+
+    def _matching_ids(self, compiled: Any) -> np.ndarray:
+        state = self.state()
+        found = [np.zeros(0, np.int64)]
+        for view in state.segments:
+            mask = ~view.deleted
+            if compiled is not None:
+                mask &= compiled.mask(view.segment.table)
+            found.append(view.segment.ids[mask])
+        mem = state.mem
+        if mem.num_rows:
+            mask = mem.live.copy()
+            if compiled is not None:
+                mask &= compiled.mask(mem.attributes)
+            found.append(mem.ids[mask])
+        return np.unique(np.concatenate(found))
+
+    # ------------------------------------------------------------------ reads
+
+    def state(self) -> CollectionState:
+        """A frozen view for readers (cached until the next write)."""
+        state = self._state
+        if state is None:
+            with self._cond:
+                if self._state is None:
+                    self._state = CollectionState(
+                        segments=tuple(SegmentView(s, s.deleted) for s in self._segments),
+                        mem=self._mem.snapshot(),
+                        dim=self.dim,
+                        metric=self.metric,
+                    )
+                state = self._state
+        return state
+
+    def _invalidate(self) -> None:
+        self._state = None
+
+    def search(
+        self,
+        queries: Any,
+        k: int = 10,
+        *,
+        filter: str | None = None,
+        filter_params: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        include: Sequence[str] = (),
+    ) -> SearchResult:
+        """Nearest neighbours of each query: ids (n, k) padded -1, distances (n, k) padded +inf."""
+        q = validate.as_queries(queries, self.dim)
+        k = validate.check_k(k)
+        include = self._check_include(include)
+        params = _check_params(params)
+        compiled = compile_filter(filter, self._arrow_schema, filter_params) if filter else None
+        return search_state(self.state(), q, k, compiled, params, include)
+
+    def get(self, ids: Any, include: Sequence[str] = ("vector",)) -> pa.Table:
+        """Rows by id: an "id" column plus the included ones; ids not present are absent."""
+        id_arr = validate.as_ids(ids, allow_duplicates=True)
+        include = self._check_include(include)
+        return gather_rows(self.state(), id_arr, include)
+
+    def count(self) -> int:
+        """Live rows."""
+        state = self.state()
+        return int(sum(v.segment.num_rows - int(v.deleted.sum()) for v in state.segments) + state.mem.live.sum())
+
+    def _check_include(self, include: Sequence[str] | str | None) -> tuple[str, ...]:
+        if include is None:
+            return ()
+        if isinstance(include, str):
+            include = (include,)
+        names = tuple(include)
+        allowed = {"vector", *self.schema}
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise InvalidArgument(f"include names unknown field(s) {unknown}; known: {sorted(allowed)}")
+        return names
+
+    # ------------------------------------------------------------------ maintenance
+
+    def optimize(self) -> None:
+        """Seal the memtable, compact segments (dropping deleted rows), build indexes; blocks until done."""
+        self._check_open()
+        self._store.optimize()
+
+    def stats(self) -> dict[str, Any]:
+        """Rows, deleted rows, segments, bytes on disk and in memory."""
+        state = self.state()
+        deleted = int(sum(int(v.deleted.sum()) for v in state.segments))
+        index_bytes = sum(int(v.segment.index.nbytes) for v in state.segments if v.segment.index is not None)
+        return {
+            "name": self.name,
+            "rows": self.count(),
+            "deleted_rows": deleted,
+            "segments": len(state.segments),
+            "memtable_rows": int(state.mem.live.sum()),
+            "indexed_segments": sum(1 for v in state.segments if v.segment.index is not None),
+            "bytes_on_disk": self._store.bytes_on_disk(),
+            "bytes_in_memory": int(self._mem.nbytes + index_bytes),
+            "wal_bytes": int(self._store.wal.nbytes),
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The collection's configuration as plain data."""
+        from vecdb.config import config_to_dict
+
+        return {
+            "name": self.name,
+            "dim": self.dim,
+            "metric": self.metric,
+            "index": config_to_dict(self.index),
+            "quantization": config_to_dict(self.quantization),
+            "schema": dict(self.schema),
+            "multi_tenant": self.multi_tenant,
+        }
+
+    def close(self) -> None:
+        """Checkpoint (seal what the WAL holds) and release files. Idempotent."""
+        if self._closed:
+            return
+        self._store.close()
+        self._closed = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPrecondition(f"collection {self.name!r} is closed")
+
+    def __repr__(self) -> str:
+        return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, index={self.index})"
+
+
+def _is_table_like(value: Any) -> bool:
+    if isinstance(value, pa.Table):
+        return True
+    return type(value).__name__ == "DataFrame" and hasattr(value, "columns")
+
+
+def _vectors_from_column(column: Any) -> np.ndarray:
+    """A fixed_size_list / list column of floats -> (n, d) array without a Python loop."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if pa.types.is_fixed_size_list(column.type):
+        d = column.type.list_size
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
+    if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
+        lengths = pa.compute.list_value_length(column).to_numpy(zero_copy_only=False)
+        if len(lengths) and (lengths != lengths[0]).any():
+            raise InvalidArgument("vector column has rows of different lengths")
+        d = int(lengths[0]) if len(lengths) else 0
+        return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
+    raise InvalidArgument(f"vector column must be a list of floats, got {column.type}")
+
+
+def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
+    if params is None:
+        return {}
+    if not isinstance(params, Mapping):
+        raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "exact"}:
+            raise InvalidArgument(f"unknown search param {key!r}")
+        if key == "exact":
+            out[key] = bool(value)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise InvalidArgument(f"search param {key!r} must be a number, got {value!r}")
+        if key != "eps" and (int(value) != value or not 1 <= int(value) <= 100_000):
+            raise InvalidArgument(f"search param {key!r} must be an integer in 1..100000, got {value}")
+        if key == "eps" and not (value >= 0):
+            raise InvalidArgument(f"search param 'eps' must be >= 0, got {value}")
+        out[key] = value
+    return out

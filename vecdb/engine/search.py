@@ -1,0 +1,198 @@
+"""Reads over a frozen collection state: top-k search across segments and memtable, and row lookup."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from vecdb import kernels
+from vecdb.engine.segments import SealedSegment
+from vecdb.index.flat import exact_search
+from vecdb.storage.memtable import MemSnapshot
+from vecdb.types import SearchResult
+
+# Filter masks kept per segment (keyed by the filter's canonical text): repeated filtered queries
+# should not re-evaluate the predicate over every row.
+FILTER_CACHE_SIZE = 16
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """A segment with the deletion mask that was current when the state was taken."""
+
+    segment: SealedSegment
+    deleted: np.ndarray
+
+
+@dataclass
+class CollectionState:
+    """Everything a reader needs, frozen: never mutated after creation (except lazy caches)."""
+
+    segments: tuple[SegmentView, ...]
+    mem: MemSnapshot
+    dim: int
+    metric: str
+    _mem_sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def mem_lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Memtable rows of ``ids`` (live only), -1 where absent."""
+        if self._mem_sorted is None:
+            live_rows = np.flatnonzero(self.mem.live)
+            order = np.argsort(self.mem.ids[live_rows], kind="stable")
+            self._mem_sorted = (self.mem.ids[live_rows][order], live_rows[order])
+        keys, rows = self._mem_sorted
+        if keys.size == 0:
+            return np.full(ids.shape[0], -1, np.int64)
+        pos = np.minimum(np.searchsorted(keys, ids), keys.size - 1)
+        return np.where(keys[pos] == ids, rows[pos], -1).astype(np.int64)
+
+
+def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.ndarray:
+    cache = segment.__dict__.setdefault("_filter_cache", {})
+    key = compiled.canonical
+    mask = cache.get(key)
+    if mask is None:
+        mask = np.asarray(compiled.mask(table), dtype=bool)
+        if len(cache) >= FILTER_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = mask
+    return mask
+
+
+def search_state(
+    state: CollectionState,
+    queries: np.ndarray,
+    k: int,
+    compiled: Any,
+    params: Mapping[str, Any],
+    include: Sequence[str],
+) -> SearchResult:
+    """Top-k over every segment and the memtable of ``state``; merged; attributes attached."""
+    part_ids: list[np.ndarray] = []
+    part_d: list[np.ndarray] = []
+    plans: list[str] = []
+    matching = 0
+    exact = bool(params.get("exact", False))
+    for view in state.segments:
+        seg = view.segment
+        if seg.num_rows == 0:
+            continue
+        allowed = None if not view.deleted.any() else ~view.deleted
+        if compiled is not None:
+            fmask = _filter_mask(seg, seg.table, compiled)
+            allowed = fmask if allowed is None else (fmask & allowed)
+        matching += seg.num_rows if allowed is None else int(allowed.sum())
+        if seg.index is not None and not exact:
+            offsets, dists = seg.index.search(queries, k, params, allowed)
+            plans.append(seg.index.kind)
+        else:
+            offsets, dists = exact_search(queries, seg.vectors, state.metric, k, allowed)
+            plans.append("exact")
+        part_ids.append(np.where(offsets >= 0, seg.ids[np.maximum(offsets, 0)], -1))
+        part_d.append(dists)
+    mem = state.mem
+    if mem.num_rows:
+        allowed = mem.live
+        if compiled is not None:
+            allowed = allowed & np.asarray(compiled.mask(mem.attributes), dtype=bool)
+        matching += int(allowed.sum())
+        offsets, dists = exact_search(queries, mem.vectors, state.metric, k, allowed)
+        part_ids.append(np.where(offsets >= 0, mem.ids[np.maximum(offsets, 0)], -1))
+        part_d.append(dists)
+        plans.append("memtable-exact")
+    if not part_ids:
+        ids = np.full((queries.shape[0], k), -1, np.int64)
+        dists = np.full((queries.shape[0], k), np.inf, np.float32)
+    elif len(part_ids) == 1:
+        ids, dists = part_ids[0], part_d[0]
+    else:
+        ids, dists = kernels.merge_topk(part_ids, part_d, k)
+    filled = int((ids >= 0).sum(axis=1).min()) if ids.size else 0
+    stats = {"plans": plans, "matching_rows": matching, "complete": filled >= min(k, matching)}
+    attributes = gather_rows(state, ids.reshape(-1), include, keep_missing=True) if include else None
+    if attributes is not None:
+        attributes = attributes.drop_columns(["id"])
+    return SearchResult(ids=ids, distances=dists.astype(np.float32, copy=False), attributes=attributes, stats=stats)
+
+
+def gather_rows(
+    state: CollectionState, ids: np.ndarray, include: Sequence[str], *, keep_missing: bool = False
+) -> pa.Table:
+    """Rows of ``ids`` as a table: "id" + ``include`` columns, in the order asked.
+
+    Missing ids are dropped, or (``keep_missing``) kept as rows of nulls so the table aligns with
+    ``ids`` (search results padded with -1).
+    """
+    n = ids.shape[0]
+    source = np.full(n, -1, np.int64)
+    rows = np.full(n, -1, np.int64)
+    for s, view in enumerate(state.segments):
+        todo = np.flatnonzero(source < 0)
+        if todo.size == 0:
+            break
+        found = _segment_rows(view, ids[todo])
+        hit = found >= 0
+        source[todo[hit]] = s
+        rows[todo[hit]] = found[hit]
+    todo = np.flatnonzero(source < 0)
+    if todo.size and state.mem.num_rows:
+        found = state.mem_lookup(ids[todo])
+        hit = found >= 0
+        source[todo[hit]] = len(state.segments)
+        rows[todo[hit]] = found[hit]
+
+    present = np.flatnonzero(source >= 0)
+    pieces: dict[str, list[Any]] = {name: [] for name in include}
+    order: list[np.ndarray] = []
+    for s in np.unique(source[present]):
+        pos = present[source[present] == s]
+        take = pa.array(rows[pos])
+        order.append(pos)
+        for name in include:
+            pieces[name].append(_column_piece(state, int(s), name, take, rows[pos]))
+    positions = np.concatenate(order) if order else np.zeros(0, np.int64)
+    columns: dict[str, Any] = {}
+    if keep_missing:
+        # Row i of the output is row inverse[i] of the concatenated pieces, or null when missing.
+        inverse = np.zeros(n, np.int64)
+        inverse[positions] = np.arange(positions.size)
+        take = pa.array(inverse, mask=source < 0)
+        columns["id"] = pa.array(ids, mask=source < 0)
+    else:
+        # Output in the order asked: sort found positions back.
+        back = np.argsort(positions, kind="stable")
+        take = pa.array(back)
+        columns["id"] = pa.array(ids[np.sort(positions)])
+    for name in include:
+        column = pa.concat_arrays(pieces[name]) if pieces[name] else _empty_column(state, name)
+        columns[name] = column.take(take)
+    return pa.table(columns)
+
+
+def _segment_rows(view: SegmentView, ids: np.ndarray) -> np.ndarray:
+    seg = view.segment
+    if seg.num_rows == 0 or ids.size == 0:
+        return np.full(ids.shape[0], -1, np.int64)
+    pos = np.minimum(np.searchsorted(seg.ids, ids), seg.num_rows - 1)
+    found = (seg.ids[pos] == ids) & ~view.deleted[pos]
+    return np.where(found, pos, -1).astype(np.int64)
+
+
+def _column_piece(state: CollectionState, source: int, name: str, take: pa.Array, rows: np.ndarray) -> pa.Array:
+    if source < len(state.segments):
+        column = state.segments[source].segment.table.column(name)
+        return column.take(take).combine_chunks()
+    if name == "vector":
+        vectors = np.ascontiguousarray(state.mem.vectors[rows])
+        return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), state.dim)
+    return state.mem.attributes.column(name).take(take).combine_chunks()
+
+
+def _empty_column(state: CollectionState, name: str) -> pa.Array:
+    if name == "vector":
+        return pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(0, np.float32)), state.dim)
+    return pa.array([], type=state.mem.attributes.schema.field(name).type)

@@ -1,0 +1,147 @@
+"""The memtable: acknowledged rows not yet sealed into a segment, searched exactly.
+
+Rows are appended to growing buffers; an upsert of an id already here marks the older row dead.
+Readers take a ``MemSnapshot``: views of the buffers as they were plus a copy of the live mask,
+so a search never sees a half-applied batch and never blocks a writer for long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+
+@dataclass(frozen=True)
+class MemSnapshot:
+    """An immutable view of the memtable at one moment."""
+
+    ids: np.ndarray  # (n,) int64
+    vectors: np.ndarray  # (n, d) float32
+    live: np.ndarray  # (n,) bool
+    attributes: pa.Table  # n rows, the collection's attribute columns
+
+    @property
+    def num_rows(self) -> int:
+        return int(self.ids.shape[0])
+
+
+class MemTable:
+    """Append-only row buffers with an id -> row map. Not thread-safe: the collection locks."""
+
+    def __init__(self, dim: int, attribute_schema: pa.Schema) -> None:
+        self.dim = dim
+        self.schema = attribute_schema
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._vectors = np.zeros((0, dim), dtype=np.float32)
+        self._live = np.zeros(0, dtype=bool)
+        self._n = 0
+        self._row_of: dict[int, int] = {}
+        self._tables: list[pa.Table] = []
+        self._attributes_cache: pa.Table | None = None
+        self._snapshot: MemSnapshot | None = None
+
+    @property
+    def num_rows(self) -> int:
+        """Rows appended, dead ones included."""
+        return self._n
+
+    @property
+    def num_live(self) -> int:
+        return len(self._row_of)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._vectors.nbytes + self._ids.nbytes + sum(t.nbytes for t in self._tables))
+
+    def __contains__(self, row_id: int) -> bool:
+        return row_id in self._row_of
+
+    def _reserve(self, extra: int) -> None:
+        need = self._n + extra
+        cap = self._ids.shape[0]
+        if need <= cap:
+            return
+        new_cap = max(need, 2 * cap, 1024)
+        # New buffers: snapshots taken earlier keep views of the old ones, which stay valid.
+        ids = np.empty(new_cap, dtype=np.int64)
+        ids[: self._n] = self._ids[: self._n]
+        vectors = np.empty((new_cap, self.dim), dtype=np.float32)
+        vectors[: self._n] = self._vectors[: self._n]
+        live = np.zeros(new_cap, dtype=bool)
+        live[: self._n] = self._live[: self._n]
+        self._ids, self._vectors, self._live = ids, vectors, live
+
+    def append(self, ids: np.ndarray, vectors: np.ndarray, attributes: pa.Table) -> int:
+        """Add rows (ids unique within the batch); returns how many replaced rows already here."""
+        n = ids.shape[0]
+        self._reserve(n)
+        replaced = self.delete(ids)
+        start = self._n
+        self._ids[start : start + n] = ids
+        self._vectors[start : start + n] = vectors
+        self._live[start : start + n] = True
+        self._row_of.update(zip(ids.tolist(), range(start, start + n), strict=True))
+        self._n += n
+        self._tables.append(attributes)
+        self._attributes_cache = None
+        self._snapshot = None
+        return replaced
+
+    def delete(self, ids: np.ndarray) -> int:
+        """Mark rows with these ids dead; returns how many were live here."""
+        count = 0
+        for row_id in ids.tolist():
+            row = self._row_of.pop(row_id, None)
+            if row is not None:
+                self._live[row] = False
+                count += 1
+        if count:
+            self._snapshot = None
+        return count
+
+    def rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """Row numbers of ``ids`` here, -1 where absent."""
+        get = self._row_of.get
+        return np.fromiter((get(i, -1) for i in ids.tolist()), dtype=np.int64, count=ids.shape[0])
+
+    def attributes(self) -> pa.Table:
+        """All appended rows' attributes (dead rows included), one table."""
+        if self._attributes_cache is None:
+            if self._tables:
+                table = pa.concat_tables(self._tables)
+            else:
+                table = self.schema.empty_table()
+            self._tables = [table]
+            self._attributes_cache = table
+        return self._attributes_cache
+
+    def snapshot(self) -> MemSnapshot:
+        """The current state, frozen (cached until the next write)."""
+        if self._snapshot is None:
+            n = self._n
+            self._snapshot = MemSnapshot(
+                ids=self._ids[:n],
+                vectors=self._vectors[:n],
+                live=self._live[:n].copy(),
+                attributes=self.attributes(),
+            )
+        return self._snapshot
+
+    def live_table(self) -> pa.Table:
+        """Live rows sorted by id as one table: id, vector, then the attribute columns."""
+        snap = self.snapshot()
+        rows = np.flatnonzero(snap.live)
+        rows = rows[np.argsort(snap.ids[rows], kind="stable")]
+        vectors = np.ascontiguousarray(snap.vectors[rows])
+        table = pa.table(
+            {
+                "id": pa.array(snap.ids[rows]),
+                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim),
+            }
+        )
+        attrs = snap.attributes.take(pa.array(rows))
+        for name in attrs.column_names:
+            table = table.append_column(attrs.schema.field(name), attrs.column(name))
+        return table

@@ -1,0 +1,8 @@
+"""Compression: scalar (SQ8 / fp16), product quantization (PQ, OPQ, 4-bit fast-scan), BEBR binary codes."""
+
+from vecdb.quant.base import Quantizer
+from vecdb.quant.pq import ProductQuantizer
+from vecdb.quant.rerank import rerank
+from vecdb.quant.scalar import ScalarQuantizer
+
+__all__ = ["ProductQuantizer", "Quantizer", "ScalarQuantizer", "rerank"]

@@ -1,0 +1,151 @@
+"""The catalog: collections and their manifests in RocksDB (rocksdict, raw mode, synchronous writes).
+
+The manifest of a collection (its segments with their checksums and the WAL LSN they cover) is the
+single commit point of the engine: a seal or a compaction exists once ``put_manifest``/``commit``
+returns, and not before. Values are JSON objects; keys are ``collection/<name>``, ``manifest/<name>``
+(and any other ``<kind>/<name>`` the engine needs). ``commit`` applies several puts and deletes as one
+atomic, fsynced WriteBatch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+
+from vecdb.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
+from vecdb.storage.layout import validate_name
+
+COLLECTION_PREFIX = "collection/"
+MANIFEST_PREFIX = "manifest/"
+
+
+def _rocks_error(path: Path, what: str, exc: Exception) -> Exception:
+    """Map a RocksDB error (rocksdict raises plain exceptions) onto the vecdb hierarchy."""
+    text = str(exc)
+    if "No space left" in text or "Disk quota" in text:
+        return ResourceExhausted(f"disk full writing catalog {path}: {text}")
+    if "lock" in text.lower():
+        return FailedPrecondition(f"catalog {path} is already open (by this or another process): {text}")
+    if "Corruption" in text or "checksum" in text.lower():
+        return DataLoss(f"catalog {path}: {what} failed, the catalog is corrupt: {text}")
+    return FailedPrecondition(f"catalog {path}: {what} failed: {text}")
+
+
+class Catalog:
+    """Collections and manifests, durable on return of every write."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        options.set_paranoid_checks(True)
+        try:
+            self._db: Rdict | None = Rdict(str(self.path), options=options)
+        except Exception as exc:
+            raise _rocks_error(self.path, "open", exc) from exc
+        self._write_options = WriteOptions()
+        self._write_options.sync = True  # a returned write survives a power cut
+        self._db.set_write_options(self._write_options)
+        self._lock = threading.Lock()  # serialises close() against in-flight calls
+
+    # ---- generic access ---------------------------------------------------------------------------
+
+    def _handle(self) -> Rdict:
+        if self._db is None:
+            raise FailedPrecondition(f"catalog {self.path} is closed")
+        return self._db
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The JSON object stored under ``key``, or None; DataLoss naming the key if it fails to decode."""
+        with self._lock:
+            try:
+                raw = self._handle().get(key.encode())
+            except FailedPrecondition:
+                raise
+            except Exception as exc:
+                raise _rocks_error(self.path, f"reading {key!r}", exc) from exc
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise DataLoss(f"catalog {self.path}: key {key!r}: value is not valid JSON ({exc})") from exc
+        if not isinstance(value, dict):
+            kind = type(value).__name__
+            raise DataLoss(f"catalog {self.path}: key {key!r}: value is a JSON {kind}, not an object")
+        return value
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key starting with ``prefix``, in order."""
+        start = prefix.encode()
+        out = []
+        with self._lock:
+            for raw in self._handle().keys(from_key=start):
+                if not raw.startswith(start):
+                    break
+                try:
+                    out.append(raw.decode())
+                except UnicodeDecodeError as exc:
+                    raise DataLoss(f"catalog {self.path}: key {raw!r} is not valid UTF-8") from exc
+        return out
+
+    def commit(self, puts: dict[str, dict[str, Any] | None]) -> None:
+        """Apply all ``puts`` atomically and durably: a dict is stored (JSON), None deletes the key."""
+        batch = WriteBatch(raw_mode=True)
+        for key, value in puts.items():
+            if not isinstance(key, str) or not key:
+                raise InvalidArgument(f"catalog keys must be non-empty strings, got {key!r}")
+            if value is None:
+                batch.delete(key.encode())
+                continue
+            if not isinstance(value, dict):
+                raise InvalidArgument(f"catalog value for {key!r} must be a dict, got {type(value).__name__}")
+            try:
+                encoded = json.dumps(value, sort_keys=True, allow_nan=False).encode()
+            except (TypeError, ValueError) as exc:
+                raise InvalidArgument(f"catalog value for {key!r} is not JSON-serialisable: {exc}") from exc
+            batch.put(key.encode(), encoded)
+        with self._lock:
+            db = self._handle()
+            try:
+                db.write(batch, self._write_options)
+            except Exception as exc:
+                raise _rocks_error(self.path, "commit", exc) from exc
+
+    # ---- collections and manifests ----------------------------------------------------------------
+
+    def put_collection(self, name: str, record: dict[str, Any]) -> None:
+        self.commit({COLLECTION_PREFIX + validate_name(name): record})
+
+    def get_collection(self, name: str) -> dict[str, Any] | None:
+        return self.get(COLLECTION_PREFIX + validate_name(name))
+
+    def list_collections(self) -> list[str]:
+        return [key[len(COLLECTION_PREFIX) :] for key in self.keys(COLLECTION_PREFIX)]
+
+    def drop_collection(self, name: str) -> None:
+        """Remove the collection record and its manifest in one atomic write."""
+        name = validate_name(name)
+        self.commit({COLLECTION_PREFIX + name: None, MANIFEST_PREFIX + name: None})
+
+    def get_manifest(self, name: str) -> dict[str, Any] | None:
+        return self.get(MANIFEST_PREFIX + validate_name(name))
+
+    def put_manifest(self, name: str, manifest: dict[str, Any]) -> None:
+        self.commit({MANIFEST_PREFIX + validate_name(name): manifest})
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -32,12 +32,13 @@ def _real_float32(arr: object, name: str) -> np.ndarray:
     a = np.asarray(arr)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    return np.ascontiguousarray(a, dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf: caught next
+        return np.ascontiguousarray(a, dtype=np.float32)
 
 
 def _finite(a: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(a).all():
-        raise ValueError(f"{name} contains NaN or inf")
+        raise ValueError(f"{name} contains NaN or inf (or values beyond the float32 range)")
     return a
 
 

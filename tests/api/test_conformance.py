@@ -105,7 +105,9 @@ class TestWrites:
     def test_upsert_table_and_pandas(self, client):
         pd = pytest.importorskip("pandas")
         col = client.create_collection("c", dim=3, metric="l2", schema={"year": "int32"})
-        table = pa.table({"id": [1, 2], "vector": [[1.0, 0, 0], [0, 1.0, 0]], "year": pa.array([2001, 2002], pa.int32())})
+        table = pa.table(
+            {"id": [1, 2], "vector": [[1.0, 0, 0], [0, 1.0, 0]], "year": pa.array([2001, 2002], pa.int32())}
+        )
         assert col.upsert(table) == 2
         frame = pd.DataFrame({"id": [3], "vector": [[0.0, 0.0, 1.0]], "year": [2003]})
         assert col.upsert(frame) == 1

@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.crash.workload import DIM, check, check_self_neighbours, operations, run
 from vecdb.engine.database import Database
 from vecdb.engine.store import StoreOptions
 from vecdb.storage.io_faults import PowerCutIO
-
-from tests.crash.workload import DIM, check, check_self_neighbours, operations, run
 
 TRIALS = int(os.environ.get("VECDB_CRASH_TRIALS", "20"))
 OPS = 400
@@ -50,6 +49,7 @@ def run_until_killed(data_dir: Path, seed: int, kill_after_s: float) -> int:
     proc.kill()
     proc.wait()
     thread.join(10)
+    proc.stdout.close()
     for line in lines:
         if line.startswith("ack "):
             acked = int(line.split()[1])
@@ -61,7 +61,7 @@ def test_sigkill_loses_nothing_acknowledged(tmp_path, trial):
     rng = np.random.default_rng(trial)
     data_dir = tmp_path / "data"
     ops = operations(seed=trial, count=OPS)
-    acked = run_until_killed(data_dir, trial, kill_after_s=float(rng.uniform(0.05, 1.5)))
+    acked = run_until_killed(data_dir, trial, kill_after_s=float(rng.uniform(0.05, 3.0)))
     with Database.open(data_dir) as db:
         col = db.collection("c") if db.list_collections() else None
         if col is None:  # killed before the collection was created: nothing was acknowledged

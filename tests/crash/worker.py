@@ -5,10 +5,9 @@ from __future__ import annotations
 import sys
 
 import vecdb
+from tests.crash.workload import DIM, operations, run
 from vecdb.engine.database import Database
 from vecdb.engine.store import StoreOptions
-
-from tests.crash.workload import DIM, operations, run
 
 
 def main() -> None:

@@ -38,7 +38,8 @@ def operations(seed: int, count: int) -> list[Op]:
         if roll < 0.05:
             ops.append(Op("optimize"))
         elif roll < 0.25:
-            ops.append(Op("delete", tuple(int(i) for i in rng.choice(ID_SPACE, size=rng.integers(1, 20), replace=False))))
+            doomed = rng.choice(ID_SPACE, size=rng.integers(1, 20), replace=False)
+            ops.append(Op("delete", tuple(int(i) for i in doomed)))
         else:
             size = int(rng.choice([1, 5, 50]))
             ids = tuple(int(i) for i in rng.choice(ID_SPACE, size=size, replace=False))

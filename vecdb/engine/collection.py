@@ -96,7 +96,9 @@ class Collection:
         self._log_and_apply(RecordKind.UPSERT, encode_upsert(table), lambda: self._apply_upsert(table))
         return table.num_rows
 
-    def delete(self, ids: Any = None, *, filter: str | None = None, filter_params: Mapping[str, Any] | None = None) -> int:
+    def delete(
+        self, ids: Any = None, *, filter: str | None = None, filter_params: Mapping[str, Any] | None = None
+    ) -> int:
         """Delete rows by id or by filter (exactly one); durable when it returns. Returns how many."""
         if (ids is None) == (filter is None):
             raise InvalidArgument("delete takes either ids or filter, exactly one of them")

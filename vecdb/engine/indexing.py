@@ -1,20 +1,27 @@
-"""Per-segment index files: build, persist (checksummed sidecar), load, and rebuild when untrusted.
+"""Per-segment index files and the collection's trained quantizer: build, persist, load, rebuild.
 
-Index files are derived data. A missing, corrupt or mismatched index is never trusted: it is
-rebuilt from the segment, and the segment is searched exactly in the meantime.
+Index files and the quantizer are derived data. A missing, corrupt or mismatched file is never
+trusted: it is rebuilt (the quantizer retrained on a sample of the collection), and the segment is
+searched exactly in the meantime.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import threading
+import uuid
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from vecdb.config import config_to_dict
 from vecdb.errors import DataLoss, FailedPrecondition
 from vecdb.storage.arrayfile import read_array_file, write_array_file
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vecdb.engine.collection import Collection
     from vecdb.engine.segments import SealedSegment
     from vecdb.engine.store import CollectionStore
@@ -23,10 +30,13 @@ log = logging.getLogger("vecdb.engine")
 
 # index kind -> "module:Class"; imported on first use so a collection pays only for what it uses.
 INDEX_CLASSES = {
+    "qflat": "vecdb.index.qflat:QuantizedFlatIndex",
     "hnsw": "vecdb.index.hnsw:HNSWIndex",
     "ivf": "vecdb.index.ivf:IVFIndex",
     "spann": "vecdb.index.spann:SPANNIndex",
 }
+# Rows sampled from the collection to train a quantizer.
+TRAIN_SAMPLE = 100_000
 
 
 def index_class(kind: str) -> Any:
@@ -42,39 +52,94 @@ def index_class(kind: str) -> Any:
 
 
 class IndexBuilder:
-    """Builds and loads the index of each sealed segment of one collection."""
+    """Builds and loads the index of each sealed segment of one collection, and its quantizer."""
 
     def __init__(self, collection: Collection, store: CollectionStore) -> None:
         self.col = collection
         self.store = store
+        self.quantizer: Any = None
+        self.quantizer_id: str | None = None
+        self._train_lock = threading.Lock()
+        if collection.quantization is not None:
+            self._load_quantizer()
 
     @property
     def kind(self) -> str:
+        if self.col.index.kind == "flat":
+            return "qflat" if self.col.quantization is not None else "flat"
         return self.col.index.kind
 
     def wanted(self, seg: SealedSegment) -> bool:
         return self.kind != "flat" and seg.num_rows >= self.store.options.index_min_rows
 
-    def _path(self, seg: SealedSegment) -> Any:
+    def _ready(self) -> bool:
+        """Quantized indexes wait for a trained quantizer (``optimize()`` trains it)."""
+        return self.col.quantization is None or self.quantizer is not None
+
+    # ------------------------------------------------------------------ quantizer
+
+    @property
+    def _quantizer_path(self) -> Path:
+        return self.store.layout.collection_dir(self.col.name) / "quantizer.arrays"
+
+    def _load_quantizer(self) -> None:
+        from vecdb.quant.factory import quantizer_from_arrays
+
+        path = self._quantizer_path
+        if not path.exists():
+            return
+        try:
+            meta, arrays = read_array_file(path, mmap=False)
+            if meta.get("config") != config_to_dict(self.col.quantization):
+                raise ValueError("trained for another quantization config")
+            self.quantizer = quantizer_from_arrays(meta["quantizer"], arrays)
+            self.quantizer_id = meta["id"]
+        except (DataLoss, ValueError, KeyError) as exc:
+            log.warning("quantizer %s is not usable (%s); it will be retrained", path, exc)
+
+    def ensure_quantizer(self, segments: list[SealedSegment]) -> None:
+        """Train (once) on a sample of the live rows of ``segments`` and persist the model."""
+        if self.col.quantization is None or self.quantizer is not None:
+            return
+        from vecdb.quant.factory import make_quantizer
+
+        with self._train_lock:
+            if self.quantizer is not None:
+                return
+            sample = _sample_live(segments, TRAIN_SAMPLE)
+            if sample.shape[0] == 0:
+                return
+            quantizer = make_quantizer(self.col.quantization, self.col.dim, self.col.metric)
+            quantizer.train(sample)
+            meta, arrays = quantizer.to_arrays()
+            qid = uuid.uuid4().hex
+            write_array_file(self._quantizer_path,
+                             {"id": qid, "config": config_to_dict(self.col.quantization), "quantizer": meta},
+                             arrays, self.store.io)
+            self.quantizer, self.quantizer_id = quantizer, qid
+
+    # ------------------------------------------------------------------ per-segment indexes
+
+    def _path(self, seg: SealedSegment) -> Path:
         return self.store.layout.sidecar_path(self.col.name, seg.seg_id, f"{self.kind}.idx")
 
     def _expected_meta(self, seg: SealedSegment) -> dict[str, Any]:
         return {"rows": seg.num_rows, "config": config_to_dict(self.col.index), "metric": self.col.metric,
-                "segment_checksum": seg.checksum}
+                "segment_checksum": seg.checksum, "quantizer_id": self.quantizer_id}
 
     def load(self, seg: SealedSegment) -> bool:
-        """Attach the persisted index of ``seg`` if it is present and sound; False when it must be built."""
+        """Attach the persisted index of ``seg`` if present and sound; False when it must be built."""
         if not self.wanted(seg):
             return True
         path = self._path(seg)
-        if not path.exists():
+        if not path.exists() or not self._ready():
             return False
         try:
             meta, arrays = read_array_file(path)
             expected = self._expected_meta(seg)
             if {key: meta.get(key) for key in expected} != expected:
-                raise ValueError(f"index was built for another segment or configuration: {meta}")
-            seg.index = index_class(self.kind).from_arrays(meta["index"], arrays, seg.vectors)
+                raise ValueError("built for another segment, configuration or quantizer")
+            seg.index = index_class(self.kind).from_arrays(meta["index"], arrays, seg.vectors, self.quantizer)
         except (DataLoss, ValueError, KeyError) as exc:
             log.warning("index %s is not usable (%s); rebuilding it from its segment", path, exc)
             return False
@@ -83,11 +148,27 @@ class IndexBuilder:
 
     def build(self, seg: SealedSegment) -> None:
         """Build, persist and attach the index of ``seg`` (no-op for flat or small segments)."""
-        if not self.wanted(seg) or seg.index is not None:
+        if not self.wanted(seg) or seg.index is not None or not self._ready():
             return
         index = index_class(self.kind).build(seg.vectors, self.col.metric, self.col.index,
-                                             progress=seg.num_rows >= 100_000)
+                                             quantizer=self.quantizer, progress=seg.num_rows >= 100_000)
         meta, arrays = index.to_arrays()
         write_array_file(self._path(seg), {**self._expected_meta(seg), "index": meta}, arrays, self.store.io)
         seg.index = index
         self.col._invalidate()
+
+
+def _sample_live(segments: list[SealedSegment], limit: int) -> np.ndarray:
+    """Up to ``limit`` live vectors drawn evenly (seeded) from ``segments``."""
+    live = [(s, np.flatnonzero(~s.deleted)) for s in segments if s.num_live]
+    total = sum(rows.size for _, rows in live)
+    if total == 0:
+        return np.zeros((0, 0), np.float32)
+    rng = np.random.default_rng(0)
+    parts = []
+    for seg, rows in live:
+        if total > limit:
+            rows = np.sort(rng.choice(rows, size=max(1, rows.size * limit // total), replace=False))
+        take = rows
+        parts.append(np.asarray(seg.vectors[take], dtype=np.float32))
+    return np.concatenate(parts)

@@ -9,6 +9,7 @@ are swept at the next open.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from vecdb.config import config_to_dict
 from vecdb.engine.indexing import IndexBuilder
 from vecdb.engine.segments import SealedSegment
 from vecdb.errors import DataLoss
@@ -70,6 +70,7 @@ class CollectionStore:
         self._col: Collection | None = None
         self._pending: set[Future[Any]] = set()
         self._pending_lock = threading.Lock()
+        self._closing = False
         self.indexes: IndexBuilder | None = None
 
     def attach(self, collection: Collection) -> None:
@@ -190,10 +191,8 @@ class CollectionStore:
             self._remove_quietly(self.seg_dir / name)
 
     def _remove_quietly(self, path: Path) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.io.remove(path)
-        except FileNotFoundError:
-            pass
 
     # ------------------------------------------------------------------ compaction
 
@@ -204,10 +203,12 @@ class CollectionStore:
             if col._closed:
                 return
             segs = col._segments
-            victims = [s for s in segs if s.num_rows and s.deleted_count / s.num_rows >= self.options.compact_deleted_fraction]
+            limit = self.options.compact_deleted_fraction
+            victims = [s for s in segs if s.num_rows and s.deleted_count / s.num_rows >= limit]
             if len(segs) > self.options.max_segments:
                 by_size = sorted(segs, key=lambda s: s.num_live)
-                victims = list({id(s): s for s in victims + by_size[: len(segs) - self.options.max_segments // 2 + 1]}.values())
+                smallest = by_size[: len(segs) - self.options.max_segments // 2 + 1]
+                victims = list({s.seg_id: s for s in victims + smallest}.values())
             if victims:
                 self.compact_locked(victims)
 
@@ -254,12 +255,15 @@ class CollectionStore:
                 self.compact_locked(list(col._segments))
             segments = list(col._segments)
         self.wait_pending()
+        self.indexes.ensure_quantizer(segments)
         for seg in segments:
             if seg.index is None:
                 self.indexes.build(seg)
 
     def submit(self, task: Callable[[], Any]) -> None:
         """Run ``task`` in the background (or now, when background work is off)."""
+        if self._closing:
+            return  # work left for the next open (it rebuilds what is missing)
         if self.executor is None or not self.options.background:
             task()
             return
@@ -302,13 +306,11 @@ class CollectionStore:
                     continue
         return total
 
-    def describe_config(self) -> dict[str, Any]:
-        return {"index": config_to_dict(self.col.index), "metric": self.col.metric}
-
     def close(self) -> None:
         """Checkpoint: seal so the next open replays nothing; then close the WAL."""
         col = self.col
         with col._cond:
+            self._closing = True
             self.seal_locked()
             col._closed = True
         self.wal.close()

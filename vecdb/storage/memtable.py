@@ -109,10 +109,7 @@ class MemTable:
     def attributes(self) -> pa.Table:
         """All appended rows' attributes (dead rows included), one table."""
         if self._attributes_cache is None:
-            if self._tables:
-                table = pa.concat_tables(self._tables)
-            else:
-                table = self.schema.empty_table()
+            table = pa.concat_tables(self._tables) if self._tables else self.schema.empty_table()
             self._tables = [table]
             self._attributes_cache = table
         return self._attributes_cache

@@ -45,7 +45,8 @@ def test_comparisons_match_oracle(op: str, field: str, value: str) -> None:
     "text",
     [
         "i32 IN (1, 2, 99)", "i32 NOT IN (1, 2)", "i32 IN (2.0, 2.5)", "i32 IN (9999999999)",
-        "lang IN ('en', 'it''s')", "lang NOT IN ('', 'de')", "f64 IN (0.5, -2.5)", "flag IN (TRUE)",
+        "lang IN ('en', 'it''s')", "lang NOT IN ('', 'de')", "f64 IN (0.5, -2.5)", "f64 IN (-0.0)", "f32 IN (0)",
+        "f64 NOT IN (0.0, 1)", "flag IN (TRUE)",
         "ts IN ('2024-01-02', '2024-01-05')",
         "i32 BETWEEN -1 AND 2", "i32 NOT BETWEEN -1 AND 2", "f64 BETWEEN 2 AND 1", "lang BETWEEN 'a' AND 'f'",
         "ts BETWEEN '2024-01-02' AND '2024-01-04'", "f32 BETWEEN i32 AND f64",
@@ -103,6 +104,7 @@ def test_null_semantics() -> None:
         ("NOT flag", "flag = FALSE"),
         ("i32 IS NOT NULL", "NOT i32 IS NULL"),
         ("lang IN ('en')", "lang = 'en'"),
+        ("f64 IN (-0.0, 2.5)", "f64 = 0 OR f64 = 2.5"),
         ("(i32 = 1 OR i32 = 2) AND lang = 'en'", "i32 = 1 AND lang = 'en' OR i32 = 2 AND lang = 'en'"),
         ("NOT NOT i32 = 1", "i32 = 1"),
     ],

@@ -59,10 +59,9 @@ def _list_contains(ctx: Any, lists: Any, value: Any) -> Any:
     arr = pa.array([lists.as_py()], lists.type) if as_scalar else lists
     flat = pc.list_flatten(arr)
     parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
-    if isinstance(value, pa.Scalar):
-        eq = pc.equal(flat, value)
-    else:  # one value per row
-        eq = pc.equal(flat, pc.take(value, pa.array(parents)))
+    # ``value`` is a scalar in our own calls; an array (one value per row) if Acero broadcasts.
+    per_row = value if isinstance(value, pa.Scalar) else pc.take(value, pa.array(parents))
+    eq = pc.equal(flat, per_row)
     hit = np.zeros(len(arr), dtype=bool)
     hit[parents[np.asarray(pc.fill_null(eq, False).to_numpy(zero_copy_only=False), dtype=bool)]] = True
     out = pa.array(hit, mask=np.asarray(pc.is_null(arr).to_numpy(zero_copy_only=False), dtype=bool))
@@ -198,6 +197,8 @@ class _Checker:
             return InList(f, vals, node.negated, node.pos)
         if isinstance(node, Between):
             f, t = self.subject(node.operand, "BETWEEN")
+            if kind_of(t) == "bool":
+                raise self.fail(f"bool field {f.name!r} supports only = and !=", node.pos)
             low = self.bound(node.low, f, t)
             high = self.bound(node.high, f, t)
             return Between(f, low, high, node.negated, node.pos)
@@ -350,7 +351,10 @@ def value_set(values: tuple[Literal, ...], t: pa.DataType) -> pa.Array:
         ints = {int(v) for v in vals if float(v).is_integer() or isinstance(v, int)}  # type: ignore[arg-type]
         return pa.array(sorted(v for v in ints if info.min <= v <= info.max), t)
     if pa.types.is_floating(t):
-        return pa.array(sorted({float(v) for v in vals}), pa.float64())  # type: ignore[arg-type]
+        floats = sorted({float(v) for v in vals})  # type: ignore[arg-type]
+        if 0.0 in floats:  # is_in hashes, and -0.0 hashes apart from 0.0 though they are equal
+            floats = [*floats, 0.0, -0.0]
+        return pa.array(floats, pa.float64())
     if pa.types.is_boolean(t) or pa.types.is_string(t):
         return pa.array(sorted(set(vals)), t)  # type: ignore[type-var]
     return pa.array(sorted(set(vals)), TIMESTAMP_TYPE)  # type: ignore[type-var]

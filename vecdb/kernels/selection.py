@@ -91,16 +91,23 @@ def topk_into(
 ) -> int:
     """dist (n,) float32, mask (n,) uint8/bool read only when ``use_mask`` -> out_idx (k,) int64,
     out_dist (k,) float32 ascending, padded; returns how many slots were filled."""
+    if k == 0:
+        return 0
     size = 0
+    # The k-th best so far, kept in a register: the heap root lives in out_dist, which the
+    # compiler must assume may alias dist, so reading it back every row would cost a load.
+    thresh = np.float32(np.inf)
     for i in range(dist.shape[0]):
         d = dist[i]
+        # Rejects NaN too (comparison is False), before the mask is even read. A row equal to
+        # the k-th best loses as well: every kept index is smaller than i.
+        if not d < thresh and size == k:
+            continue
         if d != d or (use_mask and not mask[i]):
             continue
-        # Fast reject before touching the heap: the common case once it is full.
-        # Equal distance loses too: every kept index is smaller than i.
-        if size == k and (k == 0 or d >= out_dist[0]):
-            continue
         size = heap_push(out_dist, out_idx, size, d, i)
+        if size == k:
+            thresh = out_dist[0]
     heap_sort_out(out_dist, out_idx, size)
     for j in range(size, k):
         out_idx[j] = -1

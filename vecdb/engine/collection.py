@@ -49,6 +49,8 @@ class Collection:
         self._store = store
         self._cond = threading.Condition(threading.RLock())
         self._mem = MemTable(self.dim, self._arrow_schema)
+        # Full memtables waiting for their segment to be written (oldest first), with the LSN they cover.
+        self._frozen: list[tuple[MemTable, int]] = []
         self._segments: list[SealedSegment] = []
         self._state: CollectionState | None = None
         self._applied_lsn = 0
@@ -157,6 +159,8 @@ class Collection:
         ids = table.column("id").to_numpy()
         for seg in self._segments:
             seg.mark_deleted(seg.rows_of(ids))
+        for frozen, _ in self._frozen:
+            frozen.delete(ids)
         vectors = _vectors_from_column(table.column("vector"))
         attrs = table.drop_columns(["id", "vector"])
         self._mem.append(ids, vectors, attrs)
@@ -165,6 +169,8 @@ class Collection:
 
     def _apply_delete(self, ids: np.ndarray) -> int:
         count = self._mem.delete(ids)
+        for frozen, _ in self._frozen:
+            count += frozen.delete(ids)
         for seg in self._segments:
             count += seg.mark_deleted(seg.rows_of(ids))
         self._invalidate()
@@ -178,8 +184,9 @@ class Collection:
             if compiled is not None:
                 mask &= compiled.mask(view.segment.table)
             found.append(view.segment.ids[mask])
-        mem = state.mem
-        if mem.num_rows:
+        for mem in state.mems:
+            if not mem.num_rows:
+                continue
             mask = mem.live.copy()
             if compiled is not None:
                 mask &= compiled.mask(mem.attributes)
@@ -196,7 +203,7 @@ class Collection:
                 if self._state is None:
                     self._state = CollectionState(
                         segments=tuple(SegmentView(s, s.deleted) for s in self._segments),
-                        mem=self._mem.snapshot(),
+                        mems=(*(m.snapshot() for m, _ in self._frozen), self._mem.snapshot()),
                         dim=self.dim,
                         metric=self.metric,
                     )
@@ -233,7 +240,8 @@ class Collection:
     def count(self) -> int:
         """Live rows."""
         state = self.state()
-        return int(sum(v.segment.num_rows - int(v.deleted.sum()) for v in state.segments) + state.mem.live.sum())
+        in_segments = sum(v.segment.num_rows - int(v.deleted.sum()) for v in state.segments)
+        return int(in_segments + sum(int(m.live.sum()) for m in state.mems))
 
     def _check_include(self, include: Sequence[str] | str | None) -> tuple[str, ...]:
         if include is None:
@@ -264,10 +272,10 @@ class Collection:
             "rows": self.count(),
             "deleted_rows": deleted,
             "segments": len(state.segments),
-            "memtable_rows": int(state.mem.live.sum()),
+            "memtable_rows": int(sum(int(m.live.sum()) for m in state.mems)),
             "indexed_segments": sum(1 for v in state.segments if v.segment.index is not None),
             "bytes_on_disk": self._store.bytes_on_disk(),
-            "bytes_in_memory": int(self._mem.nbytes + index_bytes),
+            "bytes_in_memory": int(self._mem.nbytes + sum(m.nbytes for m, _ in self._frozen) + index_bytes),
             "wal_bytes": int(self._store.wal.nbytes),
         }
 

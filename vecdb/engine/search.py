@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -28,27 +28,14 @@ class SegmentView:
     deleted: np.ndarray
 
 
-@dataclass
+@dataclass(frozen=True)
 class CollectionState:
-    """Everything a reader needs, frozen: never mutated after creation (except lazy caches)."""
+    """Everything a reader needs, frozen: segments, then memtables (being sealed ones first)."""
 
     segments: tuple[SegmentView, ...]
-    mem: MemSnapshot
+    mems: tuple[MemSnapshot, ...]
     dim: int
     metric: str
-    _mem_sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
-
-    def mem_lookup(self, ids: np.ndarray) -> np.ndarray:
-        """Memtable rows of ``ids`` (live only), -1 where absent."""
-        if self._mem_sorted is None:
-            live_rows = np.flatnonzero(self.mem.live)
-            order = np.argsort(self.mem.ids[live_rows], kind="stable")
-            self._mem_sorted = (self.mem.ids[live_rows][order], live_rows[order])
-        keys, rows = self._mem_sorted
-        if keys.size == 0:
-            return np.full(ids.shape[0], -1, np.int64)
-        pos = np.minimum(np.searchsorted(keys, ids), keys.size - 1)
-        return np.where(keys[pos] == ids, rows[pos], -1).astype(np.int64)
 
 
 def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.ndarray:
@@ -94,8 +81,9 @@ def search_state(
             plans.append("exact")
         part_ids.append(np.where(offsets >= 0, seg.ids[np.maximum(offsets, 0)], -1))
         part_d.append(dists)
-    mem = state.mem
-    if mem.num_rows:
+    for mem in state.mems:
+        if not mem.num_rows:
+            continue
         allowed = mem.live
         if compiled is not None:
             allowed = allowed & np.asarray(compiled.mask(mem.attributes), dtype=bool)
@@ -138,11 +126,13 @@ def gather_rows(
         hit = found >= 0
         source[todo[hit]] = s
         rows[todo[hit]] = found[hit]
-    todo = np.flatnonzero(source < 0)
-    if todo.size and state.mem.num_rows:
-        found = state.mem_lookup(ids[todo])
+    for m, mem in enumerate(state.mems):
+        todo = np.flatnonzero(source < 0)
+        if todo.size == 0 or not mem.num_rows:
+            continue
+        found = mem.lookup(ids[todo])
         hit = found >= 0
-        source[todo[hit]] = len(state.segments)
+        source[todo[hit]] = len(state.segments) + m
         rows[todo[hit]] = found[hit]
 
     present = np.flatnonzero(source >= 0)
@@ -186,13 +176,14 @@ def _column_piece(state: CollectionState, source: int, name: str, take: pa.Array
     if source < len(state.segments):
         column = state.segments[source].segment.table.column(name)
         return column.take(take).combine_chunks()
+    mem = state.mems[source - len(state.segments)]
     if name == "vector":
-        vectors = np.ascontiguousarray(state.mem.vectors[rows])
+        vectors = np.ascontiguousarray(mem.vectors[rows])
         return pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), state.dim)
-    return state.mem.attributes.column(name).take(take).combine_chunks()
+    return mem.attributes.column(name).take(take).combine_chunks()
 
 
 def _empty_column(state: CollectionState, name: str) -> pa.Array:
     if name == "vector":
         return pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(0, np.float32)), state.dim)
-    return pa.array([], type=state.mem.attributes.schema.field(name).type)
+    return pa.array([], type=state.mems[-1].attributes.schema.field(name).type)

@@ -27,7 +27,7 @@ from vecdb.storage.arrayfile import read_array_file, write_array_file
 from vecdb.storage.catalog import Catalog
 from vecdb.storage.io import FileIO
 from vecdb.storage.layout import FORMAT_VERSION, DataDirLayout
-from vecdb.storage.memtable import MemTable
+from vecdb.storage.memtable import MemTable, live_table_of
 from vecdb.storage.segment import write_segment
 from vecdb.storage.wal import WriteAheadLog
 
@@ -127,37 +127,81 @@ class CollectionStore:
     # ------------------------------------------------------------------ seal
 
     def maybe_seal(self) -> None:
-        """Called under the collection lock after each apply."""
+        """Called under the collection lock after each apply: a full memtable is frozen (still
+        searched) and written as a segment in the background while writers carry on."""
         if self.col._mem.nbytes >= self.options.seal_bytes:
-            self.seal_locked()
-            self.submit(self.maybe_compact)
+            self._freeze_locked()
+            self.submit(self._flush_oldest)
 
-    def seal_locked(self) -> SealedSegment | None:
-        """Memtable -> a new segment; persist deletion bitmaps; commit the manifest; trim the WAL."""
+    def _freeze_locked(self) -> None:
         col = self.col
-        lsn = col._applied_lsn
+        if col._mem.num_rows == 0:
+            return
+        col._frozen.append((col._mem, col._applied_lsn))
+        col._mem = MemTable(col.dim, col._mem.schema)
+        col._invalidate()
+        self.wal.roll()  # the log splits at this LSN, so it can be trimmed there once the segment commits
+
+    def _flush_oldest(self) -> None:
+        """Background: write the oldest frozen memtable as a segment, then commit it."""
+        col = self.col
+        with col._cond:
+            if not col._frozen or col._closed:
+                return
+            mem, lsn = col._frozen[0]
+            snap = mem.snapshot()
+            seg_id = self._allocate_segment_id()
+        table, rows = live_table_of(snap, col.dim)
+        new_seg = self._write_segment(seg_id, table) if table.num_rows else None
+        with col._cond:
+            if not col._frozen or col._frozen[0][0] is not mem:  # a synchronous seal got there first
+                if new_seg is not None:
+                    self._remove_quietly(new_seg.path)
+                return
+            self._install_locked(mem, lsn, new_seg, rows)
+
+    def _install_locked(self, mem: MemTable, lsn: int, new_seg: SealedSegment | None, rows: np.ndarray) -> None:
+        col = self.col
         segments = list(col._segments)
-        new_seg = None
-        mem = col._mem
-        if mem.num_live:
-            new_seg = self._write_segment(mem.live_table())
+        if new_seg is not None:
+            # Deletes that reached the frozen memtable while its segment was being written.
+            gone = ~mem.snapshot().live[rows]
+            if gone.any():
+                new_seg.mark_deleted(np.flatnonzero(gone))
             segments.append(new_seg)
-        if new_seg is None and not mem.num_rows and not any(s.dirty for s in segments) and lsn == self.manifest_lsn:
-            return None
+        _crash_point("manifest_write")
         self._commit(segments, lsn)
         col._segments = segments
-        col._mem = MemTable(col.dim, mem.schema)
+        col._frozen.pop(0)
         col._invalidate()
-        self.wal.roll()
         self.wal.truncate_through(lsn)
         if new_seg is not None:
             self.submit(lambda: self.indexes.build(new_seg))
-        return new_seg
 
-    def _write_segment(self, table: pa.Table) -> SealedSegment:
+    def seal_locked(self) -> None:
+        """Synchronous seal (optimize, compaction, close): every memtable becomes a segment, changed
+        deletion bitmaps are persisted, the manifest covers everything applied, the WAL is trimmed."""
+        col = self.col
+        self._freeze_locked()
+        while col._frozen:
+            mem, lsn = col._frozen[0]
+            table, rows = live_table_of(mem.snapshot(), col.dim)
+            new_seg = self._write_segment(self._allocate_segment_id(), table) if table.num_rows else None
+            self._install_locked(mem, lsn, new_seg, rows)
+        lsn = col._applied_lsn
+        if lsn != self.manifest_lsn or any(s.dirty for s in col._segments):
+            self._commit(list(col._segments), lsn)
+            self.wal.roll()
+            self.wal.truncate_through(lsn)
+
+    def _allocate_segment_id(self) -> int:
         seg_id = self.next_segment_id
         self.next_segment_id += 1
+        return seg_id
+
+    def _write_segment(self, seg_id: int, table: pa.Table) -> SealedSegment:
         path = self.layout.segment_path(self.name, seg_id)
+        _crash_point("segment_rename")
         info = write_segment(path, table, self.io)
         # Freshly written by us: verifying the checksum again would re-read the whole file.
         return SealedSegment.open(seg_id, path, info.checksum, info.nbytes, verify=False)
@@ -226,7 +270,7 @@ class CollectionStore:
         merged = None
         if parts:
             table = pa.concat_tables(parts).combine_chunks().sort_by("id")
-            merged = self._write_segment(table)
+            merged = self._write_segment(self._allocate_segment_id(), table)
             keep.append(merged)
         _crash_point("compaction_commit")
         self._commit(keep, col._applied_lsn)

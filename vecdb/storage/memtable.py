@@ -7,24 +7,37 @@ so a search never sees a half-applied batch and never blocks a writer for long.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 
 
-@dataclass(frozen=True)
+@dataclass
 class MemSnapshot:
-    """An immutable view of the memtable at one moment."""
+    """An immutable view of the memtable at one moment (only the lookup cache is filled lazily)."""
 
     ids: np.ndarray  # (n,) int64
     vectors: np.ndarray  # (n, d) float32
     live: np.ndarray  # (n,) bool
     attributes: pa.Table  # n rows, the collection's attribute columns
+    _sorted: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def num_rows(self) -> int:
         return int(self.ids.shape[0])
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """Rows of ``ids`` (live ones), -1 where absent."""
+        if self._sorted is None:
+            live_rows = np.flatnonzero(self.live)
+            order = np.argsort(self.ids[live_rows], kind="stable")
+            self._sorted = (self.ids[live_rows][order], live_rows[order])
+        keys, rows = self._sorted
+        if keys.size == 0:
+            return np.full(ids.shape[0], -1, np.int64)
+        pos = np.minimum(np.searchsorted(keys, ids), keys.size - 1)
+        return np.where(keys[pos] == ids, rows[pos], -1).astype(np.int64)
 
 
 class MemTable:
@@ -53,7 +66,8 @@ class MemTable:
 
     @property
     def nbytes(self) -> int:
-        return int(self._vectors.nbytes + self._ids.nbytes + sum(t.nbytes for t in self._tables))
+        """Bytes of the rows held (not of the spare capacity): what a seal will write."""
+        return int(self._n * (self.dim * 4 + 8) + sum(t.nbytes for t in self._tables))
 
     def __contains__(self, row_id: int) -> bool:
         return row_id in self._row_of
@@ -126,19 +140,24 @@ class MemTable:
             )
         return self._snapshot
 
-    def live_table(self) -> pa.Table:
-        """Live rows sorted by id as one table: id, vector, then the attribute columns."""
-        snap = self.snapshot()
-        rows = np.flatnonzero(snap.live)
-        rows = rows[np.argsort(snap.ids[rows], kind="stable")]
-        vectors = np.ascontiguousarray(snap.vectors[rows])
-        table = pa.table(
-            {
-                "id": pa.array(snap.ids[rows]),
-                "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), self.dim),
-            }
-        )
-        attrs = snap.attributes.take(pa.array(rows))
-        for name in attrs.column_names:
-            table = table.append_column(attrs.schema.field(name), attrs.column(name))
-        return table
+    def live_table(self) -> tuple[pa.Table, np.ndarray]:
+        """``live_table_of(self.snapshot())``."""
+        return live_table_of(self.snapshot(), self.dim)
+
+
+def live_table_of(snap: MemSnapshot, dim: int) -> tuple[pa.Table, np.ndarray]:
+    """Live rows of a snapshot sorted by id as one table (id, vector, then the attribute columns),
+    and the memtable row each table row came from."""
+    rows = np.flatnonzero(snap.live)
+    rows = rows[np.argsort(snap.ids[rows], kind="stable")]
+    vectors = np.ascontiguousarray(snap.vectors[rows])
+    table = pa.table(
+        {
+            "id": pa.array(snap.ids[rows]),
+            "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
+        }
+    )
+    attrs = snap.attributes.take(pa.array(rows))
+    for name in attrs.column_names:
+        table = table.append_column(attrs.schema.field(name), attrs.column(name))
+    return table, rows

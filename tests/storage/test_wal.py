@@ -14,7 +14,7 @@ import pytest
 from vecdb.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
 from vecdb.storage.io import FileIO
 from vecdb.storage.io_faults import FaultyIO, PowerCutIO
-from vecdb.storage.wal import HEADER_BYTES, WalRecord, WriteAheadLog
+from vecdb.storage.wal import HEADER_BYTES, WalRecord, WriteAheadLog, check_log
 
 
 class CountingIO(FileIO):
@@ -291,4 +291,119 @@ def test_power_cut_loses_only_unacknowledged_records(tmp_path: Path) -> None:
     assert [r.lsn for r in recs] == acked
     assert [r.payload for r in recs] == [_payload(i) for i in range(10)]
     assert wal.append(1, b"x") == 11
+    wal.close()
+
+
+def test_manifest_ahead_of_a_non_empty_log(tmp_path: Path) -> None:
+    _fill(tmp_path, 5)
+    wal, recs = _open(tmp_path, after=9)  # everything in the log is covered by the manifest
+    assert recs == [] and wal.last_lsn == 9
+    assert wal.append(1, b"ten") == 10
+    wal.close()
+    wal, recs = _open(tmp_path, after=9)
+    assert [(r.lsn, r.payload) for r in recs] == [(10, b"ten")]
+    wal.close()
+
+
+def test_check_log_is_read_only(tmp_path: Path) -> None:
+    _fill(tmp_path, 6, file_bytes=500)
+    clean = check_log(tmp_path)
+    assert clean.records == 6 and clean.first_lsn == 1 and clean.last_lsn == 6 and clean.torn_tail is None
+    last = sorted(tmp_path.iterdir())[-1]
+    data = last.read_bytes()
+    last.write_bytes(data[:-3])
+    report = check_log(tmp_path)
+    assert report.records == 5 and report.torn_tail is not None and report.torn_tail[0] == last
+    assert last.read_bytes() == data[:-3]  # reported, not repaired
+    wal = WriteAheadLog(tmp_path, FileIO())
+    assert len(list(wal.recover(repair=False))) == 5
+    with pytest.raises(FailedPrecondition, match="read-only"):
+        wal.append(1, b"x")
+    assert check_log(tmp_path / "missing").records == 0
+
+
+def test_random_damage_gives_a_prefix_or_data_loss(tmp_path: Path) -> None:
+    """Flips, zeroed ranges and truncations anywhere: recovery returns a prefix of what was written
+    (only when the damage is at the tail) or raises DataLoss; it never returns altered records."""
+    src = tmp_path / "src"
+    _fill(src, 12, file_bytes=1500)
+    originals = [_payload(i) for i in range(12)]
+    files = sorted(src.iterdir())
+    rng = np.random.default_rng(11)
+    outcomes = {"prefix": 0, "dataloss": 0}
+    for trial in range(90):
+        d = tmp_path / f"t{trial}"
+        shutil.copytree(src, d)
+        victim = d / files[int(rng.integers(len(files)))].name
+        data = bytearray(victim.read_bytes())
+        off = int(rng.integers(len(data)))
+        mode = trial % 3
+        if mode == 0:
+            data[off] ^= 1 << int(rng.integers(8))
+        elif mode == 1:
+            end = min(len(data), off + int(rng.integers(1, 64)))
+            data[off:end] = bytes(end - off)  # a zeroed range, length unchanged
+        else:
+            del data[off:]
+        victim.write_bytes(bytes(data))
+        try:
+            wal, recs = _open(d)
+        except DataLoss as exc:
+            assert victim.name in str(exc) or "missing" in str(exc)
+            outcomes["dataloss"] += 1
+        else:
+            assert [r.payload for r in recs] == originals[: len(recs)], trial
+            assert [r.lsn for r in recs] == list(range(1, len(recs) + 1))
+            wal.close()
+            outcomes["prefix"] += 1
+        shutil.rmtree(d)
+    assert outcomes["prefix"] and outcomes["dataloss"]
+
+
+def test_fsync_failure_while_rolling(tmp_path: Path) -> None:
+    io = FaultyIO()
+    wal, _ = _open(tmp_path, io, file_bytes=100)
+    wal.append(1, b"a" * 120)  # the file is now over file_bytes: the next append rolls
+    io.fail_fsync = True
+    with pytest.raises(FailedPrecondition, match="fsync"):
+        wal.append(1, b"b")
+    io.heal()
+    with pytest.raises(FailedPrecondition):
+        wal.append(1, b"c")
+    wal.close()
+    _, recs = _open(tmp_path, io)
+    assert [r.payload for r in recs] == [b"a" * 120]
+
+
+def test_disk_full_under_concurrent_appends(tmp_path: Path) -> None:
+    io = FaultyIO()
+    wal, _ = _open(tmp_path, io)
+    io.fail_after_bytes = 30 * (HEADER_BYTES + 100) + 40
+    acked: list[int] = []
+    errors: list[Exception] = []
+    lock = threading.Lock()
+
+    def worker(t: int) -> None:
+        for i in range(10):
+            try:
+                lsn = wal.append(1, bytes([t]) * 50 + i.to_bytes(2, "little") * 25)
+            except (ResourceExhausted, FailedPrecondition) as exc:
+                with lock:
+                    errors.append(exc)
+                return
+            with lock:
+                acked.append(lsn)
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors and all(isinstance(e, ResourceExhausted) for e in errors)
+    assert len(acked) <= 30
+    wal.close()
+    io.heal()
+    wal, recs = _open(tmp_path, io)
+    assert set(acked) <= {r.lsn for r in recs}  # every acknowledged append survived
+    assert all(len(r.payload) == 100 for r in recs)  # and nothing partial
     wal.close()

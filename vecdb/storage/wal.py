@@ -108,22 +108,28 @@ class WriteAheadLog:
         self._durable_lsn = 0
         self._syncing = False
         self._poison: tuple[type[VecdbError], str] | None = None
-        self._state = "new"  # new -> recovering -> open -> closed
+        self._state = "new"  # new -> recovering -> open (or read-only) -> closed
+        self._repair = True
+        self._records_in_tail = 0
+        self.torn_tail: tuple[Path, int] | None = None  # where recover() found (and cut) a torn tail
         io.makedirs(self.directory)
 
     # ---- recovery ----------------------------------------------------------------------------------
 
-    def recover(self, after_lsn: int = 0) -> Iterator[WalRecord]:
+    def recover(self, after_lsn: int = 0, *, repair: bool = True) -> Iterator[WalRecord]:
         """Verify the whole log and yield the records with ``lsn > after_lsn``; consume it fully.
 
         A torn or invalid tail at the very end of the last file is truncated (logged). An invalid
         frame followed by any valid data, a gap or disorder in LSNs, or a log that no longer holds
         ``after_lsn + 1`` raises DataLoss naming the file and byte offset. Afterwards ``last_lsn`` is
         ``max(last valid LSN, after_lsn)`` and appends continue from there.
+        ``repair=False`` changes nothing on disk (for offline checks): a torn tail is only reported
+        in ``torn_tail`` and the log stays read-only.
         """
         if self._state != "new":
             raise FailedPrecondition(f"write-ahead log {self.directory}: recover() runs once, at open")
         self._state = "recovering"
+        self._repair = repair
         found = self._list_files()
         prev: int | None = None
         for i, (first_lsn, path) in enumerate(found):
@@ -152,6 +158,7 @@ class WriteAheadLog:
                     yield WalRecord(lsn, kind, data[off + HEADER_BYTES : end])
                 prev, expected, off = lsn, lsn + 1, end
             self._files.append(_LogFile(first_lsn, path, len(data)))
+            self._records_in_tail = expected - first_lsn
         self._finish_recovery(max(prev or 0, after_lsn))
 
     def _list_files(self) -> list[tuple[int, Path]]:
@@ -170,21 +177,28 @@ class WriteAheadLog:
         if later is not None:
             raise DataLoss(f"{path}: offset {off}: {problem}, but a valid record follows at offset {later}")
         cut = len(data) - off
+        self.torn_tail = (path, off)
+        if not self._repair:
+            log.warning("%s: offset %d: %s; torn tail of %d bytes (not repaired)", path, off, problem, cut)
+            return
         log.warning("%s: offset %d: %s; truncating the torn tail (%d bytes)", path, off, problem, cut)
         self._io.truncate(path, off)
 
     def _finish_recovery(self, last_lsn: int) -> None:
         self._last_lsn = self._durable_lsn = last_lsn
-        if self._files:
-            tail = self._files[-1]
-            if tail.size == 0 and tail.first_lsn != last_lsn + 1:
-                # An empty file whose name no longer matches the next LSN (the log was empty and the
-                # manifest is ahead of it): drop it; the next append starts a correctly named file.
-                self._files.pop()
-                self._io.remove(tail.path)
-                self._io.fsync_dir(self.directory)
-            else:
-                self._current = self._io.open_append(tail.path)
+        if not self._repair:
+            self._state = "read-only"
+            return
+        tail = self._files[-1] if self._files else None
+        if tail is not None and tail.first_lsn + self._records_in_tail != last_lsn + 1:
+            # The manifest is ahead of everything in the log (all of it is covered): start over
+            # with a correctly named file rather than leave an LSN gap inside or between files.
+            for f in self._files:
+                self._io.remove(f.path)
+            self._io.fsync_dir(self.directory)
+            self._files = []
+        elif tail is not None:
+            self._current = self._io.open_append(tail.path)
         self._state = "open"
 
     # ---- appending ---------------------------------------------------------------------------------
@@ -211,7 +225,10 @@ class WriteAheadLog:
 
     def _check_usable(self) -> None:
         if self._state != "open":
-            what = "is closed" if self._state == "closed" else "needs recover() to be consumed first"
+            what = {
+                "closed": "is closed",
+                "read-only": "was recovered with repair=False and is read-only",
+            }.get(self._state, "needs recover() to be consumed first")
             raise FailedPrecondition(f"write-ahead log {self.directory} {what}")
         if self._poison is not None:
             raise self._poisoned()
@@ -259,6 +276,8 @@ class WriteAheadLog:
         while self._durable_lsn < lsn:
             if self._poison is not None:
                 raise self._poisoned()
+            if self._state == "closed":
+                raise FailedPrecondition(f"write-ahead log {self.directory} closed before LSN {lsn} was synced")
             if self._syncing:
                 self._cond.wait()
                 continue
@@ -386,3 +405,44 @@ class WriteAheadLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LogCheck(NamedTuple):
+    """What ``check_log`` found: counts, the LSN range, and a torn tail (file, offset) if any."""
+
+    files: int
+    records: int
+    first_lsn: int | None
+    last_lsn: int
+    nbytes: int
+    torn_tail: tuple[Path, int] | None
+
+
+def check_log(directory: Path | str, after_lsn: int = 0) -> LogCheck:
+    """Verify a log offline without changing anything; raises DataLoss exactly where ``recover`` would."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return LogCheck(0, 0, None, after_lsn, 0, None)
+    wal = WriteAheadLog(directory, _ReadOnlyIO())
+    first, count = None, 0
+    for record in wal.recover(after_lsn, repair=False):
+        first = record.lsn if first is None else first
+        count += 1
+    return LogCheck(len(wal.files), count, first, wal.last_lsn, wal.nbytes, wal.torn_tail)
+
+
+class _ReadOnlyIO(FileIO):
+    """A FileIO that refuses every mutation: ``check_log`` must never repair what it inspects."""
+
+    def makedirs(self, path: Path | str) -> None:
+        if not Path(path).is_dir():
+            raise FailedPrecondition(f"{path}: not a directory")
+
+    def _os_open(self, path: Path, flags: int) -> int:
+        raise FailedPrecondition(f"{path}: the log is being checked read-only")
+
+    def _os_rename(self, src: Path, dst: Path) -> None:
+        raise FailedPrecondition(f"{dst}: the log is being checked read-only")
+
+    def _os_remove(self, path: Path) -> None:
+        raise FailedPrecondition(f"{path}: the log is being checked read-only")

@@ -48,7 +48,7 @@ class Collection:
         self._arrow_schema = parse_schema(self.schema)
         self._store = store
         self._cond = threading.Condition(threading.RLock())
-        self._mem = MemTable(self.dim, self._arrow_schema)
+        self._mem = store.new_memtable(self.dim, self._arrow_schema)
         # Full memtables waiting for their segment to be written (oldest first), with the LSN they cover.
         self._frozen: list[tuple[MemTable, int]] = []
         self._segments: list[SealedSegment] = []

@@ -138,9 +138,13 @@ class CollectionStore:
         if col._mem.num_rows == 0:
             return
         col._frozen.append((col._mem, col._applied_lsn))
-        col._mem = MemTable(col.dim, col._mem.schema)
+        col._mem = self.new_memtable(col.dim, col._mem.schema)
         col._invalidate()
         self.wal.roll()  # the log splits at this LSN, so it can be trimmed there once the segment commits
+
+    def new_memtable(self, dim: int, schema: pa.Schema) -> MemTable:
+        """A memtable with room reserved for what fills it up to ``seal_bytes`` (capped at 1M rows)."""
+        return MemTable(dim, schema, capacity_rows=min(self.options.seal_bytes // (dim * 4 + 8) + 1, 1 << 20))
 
     def _flush_oldest(self) -> None:
         """Background: write the oldest frozen memtable as a segment, then commit it."""

@@ -43,12 +43,14 @@ class MemSnapshot:
 class MemTable:
     """Append-only row buffers with an id -> row map. Not thread-safe: the collection locks."""
 
-    def __init__(self, dim: int, attribute_schema: pa.Schema) -> None:
+    def __init__(self, dim: int, attribute_schema: pa.Schema, capacity_rows: int = 0) -> None:
+        """capacity_rows: rows to reserve up front (np.empty: pages are committed only when written),
+        so a memtable that fills to its seal size never copies its buffers while growing."""
         self.dim = dim
         self.schema = attribute_schema
-        self._ids = np.zeros(0, dtype=np.int64)
-        self._vectors = np.zeros((0, dim), dtype=np.float32)
-        self._live = np.zeros(0, dtype=bool)
+        self._ids = np.empty(capacity_rows, dtype=np.int64)
+        self._vectors = np.empty((capacity_rows, dim), dtype=np.float32)
+        self._live = np.zeros(capacity_rows, dtype=bool)
         self._n = 0
         self._row_of: dict[int, int] = {}
         self._tables: list[pa.Table] = []

@@ -78,6 +78,7 @@ def test_missing_native_module_runs_on_numba(monkeypatch: pytest.MonkeyPatch) ->
     assert info["simd_level"] is None and isinstance(info["cpu_features"], dict)
     assert info["numba_version"]
     assert K.set_simd_level("avx2") is None  # nothing to cap
+    assert K.function_pointers() == {}
     rows = np.ones((3, 4), np.float32)
     np.testing.assert_allclose(K.distances(np.zeros(4, np.float32), rows, "l2"), [4, 4, 4])
 
@@ -126,6 +127,8 @@ def test_info_with_real_native_module() -> None:
     assert info["simd_level"] in C_LEVELS
     assert {"avx2", "popcnt"} <= set(info["cpu_features"])
     assert info["backends"]["distances"] == "c"
+    pointers = K.function_pointers()
+    assert pointers and all(isinstance(v, int) and v > 0 for v in pointers.values())
     start = info["simd_level"]
     try:
         assert K.set_simd_level("scalar") == "scalar"

@@ -108,6 +108,36 @@ def test_distances_f16(backend: str, metric: str) -> None:
 
 
 @pytest.mark.parametrize("metric", METRICS)
+def test_distances_f16_portable_table_path(metric: str) -> None:
+    # numba's path for CPUs without F16C, forced here on any CPU
+    with using("numba"):
+        dispatch.state().f16c = False
+        for d in DIMS:
+            rng = _rng(4, d)
+            rows = _rows(rng, 33, d).astype(np.float16)
+            query = rng.standard_normal(d).astype(np.float32)
+            got = K.distances_f16(query, rows, metric)
+            want = R.distances_f16(query, rows, metric)
+            assert np.all(np.abs(got - want) <= _float_tol(query, rows.astype(np.float32), metric)), d
+
+
+def test_f16_decoders_are_exact_for_every_bit_pattern() -> None:
+    @njit
+    def decode_all(bits, out):
+        for i in range(bits.shape[0]):
+            out[i] = dist_nb.half_bits_to_f32(bits[i])
+
+    bits = np.arange(65536, dtype=np.uint32).astype(np.uint16)
+    want = bits.view(np.float16).astype(np.float32)
+    nan = np.isnan(want)
+    got = np.empty(65536, np.float32)
+    decode_all(bits, got)
+    for decoded in (got, dist_nb.f16_table()):
+        np.testing.assert_array_equal(decoded.view(np.uint32)[~nan], want.view(np.uint32)[~nan])
+        assert np.isnan(decoded[nan]).all()
+
+
+@pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_distances_sq8(backend: str, metric: str) -> None:
     with using(backend) as kind:

@@ -64,6 +64,8 @@ class State:
         self.numba_error: str | None = None
         self.forced = "auto"
         self.backend: dict[str, str] = {}
+        # numba decodes fp16 with the F16C instruction when the host has it, else by table
+        self.f16c = bool(_host_cpu_features().get("f16c"))
 
 
 _state: State | None = None
@@ -135,6 +137,15 @@ def set_simd_level(name: str) -> str | None:
         return None
     native.set_simd_level(name)
     return str(native.simd_level())
+
+
+def function_pointers() -> dict[str, int]:
+    """Addresses of the active C kernels (see native/include/vecdb_kernels.h for their C
+    signatures), for callers that bind them with ctypes or numba; {} without the C module."""
+    native = state().native
+    if native is None or not hasattr(native, "function_pointers"):
+        return {}
+    return {str(k): int(v) for k, v in native.function_pointers().items()}
 
 
 def _host_cpu_features() -> dict[str, bool]:
@@ -280,9 +291,11 @@ def distances_f16(query: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarra
     b = st.backend["distances_f16"]
     if b == "c":
         st.native.distances_f16(q, rows, code, out)
+    elif b == "numba" and st.f16c:
+        st.numba.distance.distances_f16_into(q, rows.view(np.uint16), code, out)
     elif b == "numba":
         dist = st.numba.distance
-        dist.distances_f16_into(q, rows.view(np.uint16), dist.f16_table(), code, out)
+        dist.distances_f16_table_into(q, rows.view(np.uint16), dist.f16_table(), code, out)
     else:
         out[:] = reference.distances_f16(q, rows, metric)
     return out

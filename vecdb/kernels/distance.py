@@ -14,7 +14,9 @@ kept (no ``nnan``/``ninf`` flags) because the cosine zero-norm rule relies on co
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 # Reassociation lets LLVM split a reduction into SIMD lanes; contract allows FMA. Both stay
 # within the 1e-4 relative tolerance the reference tests use.
@@ -124,11 +126,61 @@ def distances_f32_at_into(
             out[i] = -dot_f32(query, rows[offsets[i]])
 
 
+@intrinsic
+def half_bits_to_f32(typingctx, h):  # type: ignore[no-untyped-def]
+    """Exact binary16 (given as its uint16 bits) -> float32, as LLVM's ``fpext half``.
+
+    numba has no scalar float16 type, so this reinterprets the bits in LLVM IR; with F16C it
+    is one ``vcvtph2ps`` per 8 values. Without F16C LLVM would need a runtime helper that the
+    JIT may lack, so the dispatch uses ``f16_table`` on such CPUs instead.
+    """
+    if h != types.uint16:
+        return None
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.fpext(builder.bitcast(args[0], ir.HalfType()), ir.FloatType())
+
+    return types.float32(types.uint16), codegen
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _f16c_l2(query: np.ndarray, bits: np.ndarray) -> float:
+    acc = np.float32(0.0)
+    for i in range(query.shape[0]):
+        t = query[i] - half_bits_to_f32(bits[i])
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _f16c_sums(query: np.ndarray, bits: np.ndarray) -> tuple[float, float]:
+    dot = np.float32(0.0)
+    xx = np.float32(0.0)
+    for i in range(query.shape[0]):
+        x = half_bits_to_f32(bits[i])
+        dot += query[i] * x
+        xx += x * x
+    return dot, xx
+
+
+@njit(cache=True, nogil=True)
+def distances_f16_into(query: np.ndarray, rows_bits: np.ndarray, metric: int, out: np.ndarray) -> None:
+    """query (d,) float32, rows (n, d) float16 viewed as uint16 -> out (n,) float32 (needs F16C)."""
+    n = rows_bits.shape[0]
+    if metric == L2:
+        for i in range(n):
+            out[i] = _f16c_l2(query, rows_bits[i])
+        return
+    qq = _row_norm_sq(query)
+    for i in range(n):
+        dot, xx = _f16c_sums(query, rows_bits[i])
+        out[i] = -dot if metric == IP else _cosine_from_sums(dot, qq, xx)
+
+
 def f16_table() -> np.ndarray:
     """(65536,) float32: the exact float32 value of every binary16 bit pattern (inf/NaN kept).
 
-    The numba fp16 kernels decode through this table (256 KiB, cache resident) because numba
-    has no scalar float16 type; built once and shared.
+    The portable fp16 path decodes through this table (256 KiB, cache resident); built once.
     """
     global _F16_TABLE
     if _F16_TABLE is None:
@@ -160,11 +212,11 @@ def _f16_sums(query: np.ndarray, bits: np.ndarray, table: np.ndarray) -> tuple[f
 
 
 @njit(cache=True, nogil=True)
-def distances_f16_into(
+def distances_f16_table_into(
     query: np.ndarray, rows_bits: np.ndarray, table: np.ndarray, metric: int, out: np.ndarray
 ) -> None:
     """query (d,) float32, rows (n, d) float16 viewed as uint16, table = ``f16_table()``
-    -> out (n,) float32."""
+    -> out (n,) float32 (any CPU)."""
     n = rows_bits.shape[0]
     if metric == L2:
         for i in range(n):

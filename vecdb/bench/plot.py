@@ -55,7 +55,7 @@ def pareto_plot(rows: list[dict[str, Any]], path: str | Path, title: str | None 
     ax.set_xlim(left, _RECALL_CAP + 0.0003)
     # Plain recall values read better than matplotlib's "1 - 10^-2" logit labels.
     ticks = [t for t in _TICKS if t >= left]
-    ax.set_xticks(ticks + [_RECALL_CAP], [f"{t:g}" for t in ticks] + ["1.0"])
+    ax.set_xticks([*ticks, _RECALL_CAP], [f"{t:g}" for t in ticks] + ["1.0"])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"recall@{rows[0]['k']} (logit scale; 1.0 drawn at {_RECALL_CAP})")
     ax.set_ylabel("queries per second (log scale)")

@@ -110,8 +110,9 @@ def _time_queries(algo: Algorithm, queries: np.ndarray, k: int, mode: str,
 
     ids = np.empty((len(queries), k), dtype=np.int64)
     lat: list[float] = []
-    for i in tqdm(range(len(queries)), desc=f"  {algo.label}", leave=False, disable=not progress,
-                  mininterval=0.5):
+    bar = tqdm(range(len(queries)), desc=f"  {algo.label}", leave=False, mininterval=0.5,
+               disable=None if progress else True)  # None: auto, off when not on a terminal
+    for i in bar:
         start = time.perf_counter()
         found = algo.query(queries[i], k)
         lat.append(time.perf_counter() - start)
@@ -214,7 +215,7 @@ def run_bench(cfg: BenchConfig) -> tuple[Path, list[dict[str, Any]]]:
     cfg.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     path: Path | None = None
-    with tqdm(desc="runs", unit="run", disable=not cfg.progress) as bar:
+    with tqdm(desc="runs", unit="run", disable=None if cfg.progress else True) as bar:
         for row in iter_runs(cfg):
             if path is None:
                 path = cfg.out / (output_stem(cfg, row["dataset"]) + ".jsonl")

@@ -96,7 +96,11 @@ def split_baseline(text: str) -> tuple[str, list[str]]:
         return system, _join_vecdb_tokens(tokens) if system.startswith("vecdb") else tokens
     specs: list[str] = []
     for tok in tokens:
-        if specs and (_FAISS_PREFIX.match(specs[-1].split(",")[-1]) or _FAISS_SUFFIX.match(tok)):
+        last = specs[-1].split(",")[-1] if specs else ""
+        # Join after an incomplete prefix, or an encoding after a component that has none yet.
+        joins = _FAISS_PREFIX.match(last) or (
+            _FAISS_SUFFIX.match(tok) and not _FAISS_SUFFIX.match(last) and last.lower() != "flat")
+        if specs and joins:
             specs[-1] += "," + tok
         else:
             specs.append(tok)

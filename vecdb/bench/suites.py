@@ -20,6 +20,7 @@ A script suite names a program another benchmark owns: ``script: bench/ingest.py
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -65,16 +66,20 @@ def run_groups(algorithms: dict[str, Any]) -> list[RunGroup]:
     return groups
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
 def suite_configs(suite: dict[str, Any], **overrides: Any) -> list[BenchConfig]:
-    """One BenchConfig per dataset of a sweep suite; ``overrides`` (CLI flags that were given) win."""
-    datasets = suite["dataset"] if isinstance(suite["dataset"], list) else [suite["dataset"]]
+    """One BenchConfig per dataset (x selectivity) of a sweep suite; ``overrides`` (given flags) win."""
     groups = run_groups(suite["algorithms"])
     configs = []
-    for ds in datasets:
+    for ds, sel in itertools.product(_as_list(suite["dataset"]), _as_list(suite.get("selectivity"))):
+        name = f"{suite['name']}-{Path(str(ds)).stem}" + (f"-sel{sel:g}" if sel is not None else "")
         fields: dict[str, Any] = {
-            "dataset": str(ds), "groups": groups, "name": f"{suite['name']}-{Path(str(ds)).stem}",
+            "dataset": str(ds), "groups": groups, "name": name, "selectivity": sel,
             **{k: suite[k] for k in ("k", "threads", "build_threads", "runs", "metric", "limit_train",
-                                     "limit_queries", "filter", "selectivity", "data_dir") if k in suite},
+                                     "limit_queries", "filter", "data_dir") if k in suite},
         }
         if "modes" in suite:
             fields["modes"] = tuple(suite["modes"])

@@ -24,6 +24,8 @@ from vecdb.bench.specs import parse_vecdb_spec
 # Rows per upsert call: large enough to amortise the WAL fsync, small enough to bound a gRPC message.
 UPSERT_BATCH = 20_000
 _COLLECTION = "bench"
+# Query arguments each index kind takes (DESIGN.md vocabulary); "rerank" is added when quantized.
+_KNOBS = {"flat": (), "hnsw": ("ef",), "ivf": ("nprobe",), "spann": ("nprobe", "eps", "max_lists")}
 
 
 def arrow_schema_of(attributes: dict[str, np.ndarray]) -> dict[str, str]:
@@ -57,12 +59,15 @@ class VecdbAlgorithm(Algorithm):
     """vecdb embedded: create_collection(index=..., quantization=...), upsert, optimize, search."""
 
     system = "vecdb"
-    query_params = frozenset({"ef", "nprobe", "rerank", "eps", "max_lists", "exact"})
 
     def __init__(self, spec: str, metric: str, build_args: dict[str, Any] | None = None,
                  threads: int = 1, url: str | None = None) -> None:
         super().__init__(spec, metric, build_args, threads)
         self.index_config, self.quant_config = parse_vecdb_spec(spec, build_args)
+        knobs = set(_KNOBS[self.index_config.kind])
+        if self.quant_config is not None:
+            knobs.add("rerank")
+        self.query_params = frozenset(knobs)
         self.url = url
         self.db: Any = None
         self.col: Any = None
@@ -86,7 +91,8 @@ class VecdbAlgorithm(Algorithm):
             quantization=self.quant_config, schema=schema or None,
         )
         x = np.ascontiguousarray(train, dtype=np.float32)
-        with tqdm(total=len(x), desc=f"upsert {self.label}", unit="vec", leave=False) as bar:
+        with tqdm(total=len(x), desc=f"upsert {self.label}", unit="vec", leave=False,
+                  disable=None) as bar:  # None: no bar when stderr is not a terminal
             for lo in range(0, len(x), UPSERT_BATCH):
                 hi = min(lo + UPSERT_BATCH, len(x))
                 attrs = _columns(attributes, schema, lo, hi) if attributes else None

@@ -1,0 +1,143 @@
+"""The cost of the wire: the same work embedded and over gRPC on localhost, in one run (issue 4).
+
+- Streamed upsert: the whole set through ``RemoteCollection.upsert`` (client-streaming, ~4 MiB
+  messages, each one a durable engine batch) vs embedded upserts of the same batch size.
+- Batched search: batches of --batch queries, k=--k, flat index, vs the same calls embedded.
+
+Targets: gRPC search >= 80% of embedded QPS, streamed upsert >= 70% of embedded durable throughput.
+
+    python bench/rpc.py --rows 50000 --dim 384 --out bench/results/rpc.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # for tests.support.server when run as a script
+
+import vecdb  # noqa: E402
+from tests.support.server import ServerProcess  # noqa: E402
+from vecdb.rpc.client import DEFAULT_CHUNK_BYTES, connect_remote  # noqa: E402
+
+
+def upsert_rate(col: Any, ids: np.ndarray, x: np.ndarray, batch: int | None) -> float:
+    """Vectors/s: one call (the client streams it) when batch is None, else calls of ``batch`` rows."""
+    t0 = time.perf_counter()
+    if batch is None:
+        col.upsert(ids, x)
+    else:
+        for lo in range(0, len(ids), batch):
+            col.upsert(ids[lo : lo + batch], x[lo : lo + batch])
+    return len(ids) / (time.perf_counter() - t0)
+
+
+def search_qps(col: Any, queries: np.ndarray, batch: int, k: int, rounds: int) -> float:
+    """Queries/s over ``rounds`` passes of batched searches (best pass: the machine is shared)."""
+    col.search(queries[:batch], k=k)  # warm up (kernel dispatch, caches)
+    best = 0.0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for lo in range(0, len(queries), batch):
+            col.search(queries[lo : lo + batch], k=k)
+        best = max(best, len(queries) / (time.perf_counter() - t0))
+    return best
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = np.random.default_rng(args.seed)
+    x = rng.standard_normal((args.rows, args.dim)).astype(np.float32)
+    ids = np.arange(args.rows, dtype=np.int64)
+    queries = rng.standard_normal((args.queries, args.dim)).astype(np.float32)
+    chunk_rows = max(1, DEFAULT_CHUNK_BYTES // (args.dim * 4 + 8))  # rows per stream message
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="vecdb-rpc-bench-") as tmp:
+        embedded = vecdb.connect(Path(tmp) / "embedded")
+        col = embedded.create_collection("bench", args.dim, metric="l2")
+        out["embedded_upsert_vps"] = upsert_rate(col, ids, x, chunk_rows)
+        col.optimize()
+        out["embedded_search_qps"] = search_qps(col, queries, args.batch, args.k, args.rounds)
+        embedded.close()
+
+        server = ServerProcess(Path(tmp) / "served")
+        server.start()
+        try:
+            remote = connect_remote(server.uri)
+            rcol = remote.create_collection("bench", args.dim, metric="l2")
+            out["grpc_upsert_vps"] = upsert_rate(rcol, ids, x, None)
+            rcol.optimize()
+            out["grpc_search_qps"] = search_qps(rcol, queries, args.batch, args.k, args.rounds)
+            remote.close()
+        finally:
+            server.stop()
+    out["search_ratio"] = out["grpc_search_qps"] / out["embedded_search_qps"]
+    out["upsert_ratio"] = out["grpc_upsert_vps"] / out["embedded_upsert_vps"]
+    out.update(
+        rows=args.rows,
+        dim=args.dim,
+        k=args.k,
+        batch=args.batch,
+        queries=args.queries,
+        upsert_batch_rows=chunk_rows,
+        machine=platform.machine(),
+        cpu_count=_cpus(),
+        python=platform.python_version(),
+        commit=_commit(),
+        time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    return out
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=2_000)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="append the result as one JSON line here")
+    args = parser.parse_args()
+    result = run(args)
+    print(
+        f"streamed upsert: grpc {result['grpc_upsert_vps']:,.0f} vec/s vs embedded "
+        f"{result['embedded_upsert_vps']:,.0f} vec/s ({result['upsert_ratio']:.0%}; target >= 70%)"
+    )
+    print(
+        f"batched search:  grpc {result['grpc_search_qps']:,.0f} q/s vs embedded "
+        f"{result['embedded_search_qps']:,.0f} q/s ({result['search_ratio']:.0%}; target >= 80%)"
+    )
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -49,11 +50,53 @@ def test_undecodable_value_names_the_key(tmp_path: Path) -> None:
     raw[b"manifest/a"] = b"{not json"
     raw[b"collection/a"] = b"[1, 2]"
     raw.close()
-    with Catalog(tmp_path / "cat") as cat:
-        with pytest.raises(DataLoss, match="'manifest/a'"):
-            cat.get_manifest("a")
-        with pytest.raises(DataLoss, match="'collection/a'"):
-            cat.get_collection("a")
+    with pytest.raises(DataLoss, match="'collection/a'"):
+        Catalog(tmp_path / "cat")  # every value is verified at open
+    raw = Rdict(str(tmp_path / "cat"), options=Options(raw_mode=True))
+    raw[b"collection/a"] = b"{}"
+    raw.close()
+    with pytest.raises(DataLoss, match="'manifest/a'"):
+        Catalog(tmp_path / "cat")
+
+
+def _populated_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A catalog copied while open (records only in RocksDB's log) and one closed (records in an SST)."""
+    live, closed = tmp_path / "live", tmp_path / "closed"
+    cat = Catalog(closed)
+    for i in range(20):
+        cat.put_collection(f"c{i}", {"dim": i, "pad": "x" * 100})
+    shutil.copytree(closed, live)
+    (live / "LOCK").unlink()
+    cat.close()
+    return live, closed
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_damaged_catalog_is_data_loss_never_silent(tmp_path: Path) -> None:
+    live, closed = _populated_copy(tmp_path)
+    (log,) = [p.name for p in live.glob("*.log") if p.stat().st_size]
+    torn, damaged = tmp_path / "torn", tmp_path / "damaged"
+    shutil.copytree(live, torn)
+    shutil.copytree(live, damaged)
+    size = (live / log).stat().st_size
+    os.truncate(torn / log, size - 40)  # a torn tail of RocksDB's own log: tolerated, prefix kept
+    with Catalog(torn) as cat:
+        assert cat.list_collections()[:5] == ["c0", "c1", "c10", "c11", "c12"]
+    _flip(damaged / log, size // 3)  # damage in the middle of the log: refuse, don't drop records
+    with pytest.raises(DataLoss, match="corrupt"):
+        Catalog(damaged)
+    (sst,) = closed.glob("*.sst")
+    for offset in (10, sst.stat().st_size // 2):
+        copy = tmp_path / f"sst{offset}"
+        shutil.copytree(closed, copy)
+        _flip(copy / sst.name, offset)
+        with pytest.raises(DataLoss, match="corrupt"):
+            Catalog(copy)
 
 
 def test_closed_and_double_open(tmp_path: Path) -> None:

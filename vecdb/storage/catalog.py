@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from rocksdict import Options, Rdict, WriteBatch, WriteOptions
+from rocksdict import DBRecoveryMode, Options, Rdict, WriteBatch, WriteOptions
 
 from vecdb.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted
 from vecdb.storage.layout import validate_name
@@ -26,12 +26,13 @@ MANIFEST_PREFIX = "manifest/"
 def _rocks_error(path: Path, what: str, exc: Exception) -> Exception:
     """Map a RocksDB error (rocksdict raises plain exceptions) onto the vecdb hierarchy."""
     text = str(exc)
+    # Order matters: "block checksum mismatch" contains "lock".
+    if "Corruption" in text or "checksum mismatch" in text:
+        return DataLoss(f"catalog {path}: {what} failed, the catalog is corrupt: {text}")
     if "No space left" in text or "Disk quota" in text:
         return ResourceExhausted(f"disk full writing catalog {path}: {text}")
-    if "lock" in text.lower():
+    if "lock hold" in text or "/LOCK" in text:
         return FailedPrecondition(f"catalog {path} is already open (by this or another process): {text}")
-    if "Corruption" in text or "checksum" in text.lower():
-        return DataLoss(f"catalog {path}: {what} failed, the catalog is corrupt: {text}")
     return FailedPrecondition(f"catalog {path}: {what} failed: {text}")
 
 
@@ -43,6 +44,9 @@ class Catalog:
         options = Options(raw_mode=True)
         options.create_if_missing(True)
         options.set_paranoid_checks(True)
+        # RocksDB's default (point-in-time) silently drops every record after a damaged one in its
+        # log; we want our WAL's policy: cut a torn tail, refuse to open on damage in the middle.
+        options.set_wal_recovery_mode(DBRecoveryMode.tolerate_corrupted_tail_records())
         try:
             self._db: Rdict | None = Rdict(str(self.path), options=options)
         except Exception as exc:
@@ -51,6 +55,23 @@ class Catalog:
         self._write_options.sync = True  # a returned write survives a power cut
         self._db.set_write_options(self._write_options)
         self._lock = threading.Lock()  # serialises close() against in-flight calls
+        try:
+            self.verify()
+        except BaseException:
+            self.close()
+            raise
+
+    def verify(self) -> int:
+        """Read and decode every value (block checksums checked); returns the key count.
+
+        Cheap (the catalog is small) and run at open, so damage is a DataLoss up front rather than
+        a surprise in the middle of recovery.
+        """
+        count = 0
+        for key in self.keys(""):
+            self.get(key)
+            count += 1
+        return count
 
     # ---- generic access ---------------------------------------------------------------------------
 
@@ -82,16 +103,28 @@ class Catalog:
     def keys(self, prefix: str) -> list[str]:
         """Every key starting with ``prefix``, in order."""
         start = prefix.encode()
-        out = []
+        raw_keys = []
         with self._lock:
-            for raw in self._handle().keys(from_key=start):
-                if not raw.startswith(start):
-                    break
-                try:
-                    out.append(raw.decode())
-                except UnicodeDecodeError as exc:
-                    raise DataLoss(f"catalog {self.path}: key {raw!r} is not valid UTF-8") from exc
-        return out
+            it = self._handle().iter()
+            try:
+                it.seek(start)
+                while it.valid():
+                    raw = it.key()
+                    if not raw.startswith(start):
+                        break
+                    raw_keys.append(raw)
+                    it.next()
+                # An iterator that hits a damaged block just stops being valid: only its status
+                # tells a corrupt catalog from the end of the keys.
+                it.status()
+            except Exception as exc:
+                raise _rocks_error(self.path, f"listing keys under {prefix!r}", exc) from exc
+            finally:
+                del it
+        try:
+            return [raw.decode() for raw in raw_keys]
+        except UnicodeDecodeError as exc:
+            raise DataLoss(f"catalog {self.path}: a key under {prefix!r} is not valid UTF-8") from exc
 
     def commit(self, puts: dict[str, dict[str, Any] | None]) -> None:
         """Apply all ``puts`` atomically and durably: a dict is stored (JSON), None deletes the key."""

@@ -154,6 +154,13 @@ class FileIO:
             self._check(exc, file.path)
             raise
 
+    def _open(self, path: Path, flags: int) -> int:
+        try:
+            return self._os_open(path, flags | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            self._check(exc, path)  # out of inodes is a full disk too
+            raise
+
     def _fsync_file(self, file: AppendFile) -> None:
         try:
             self._os_fsync(file.fd, file.path)
@@ -174,7 +181,7 @@ class FileIO:
     def open_append(self, path: Path | str) -> AppendFile:
         """Open (creating if needed) ``path`` for appending. A new file needs ``fsync_dir`` to persist."""
         path = Path(path)
-        fd = self._os_open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0))
+        fd = self._open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         return AppendFile(self, path, fd, os.fstat(fd).st_size)
 
     @contextlib.contextmanager
@@ -185,7 +192,7 @@ class FileIO:
         """
         path = Path(path)
         tmp = path.with_name(f".{path.name}{TEMP_MARKER}{os.getpid()}-{next(_temp_counter)}")
-        fd = self._os_open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0))
+        fd = self._open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
         file = AppendFile(self, tmp, fd, 0)
         try:
             writer = AtomicWriter(file)
@@ -241,7 +248,7 @@ class FileIO:
     def truncate(self, path: Path | str, size: int) -> None:
         """Cut ``path`` to ``size`` bytes and fsync it (used by recovery to drop a torn tail)."""
         path = Path(path)
-        fd = self._os_open(path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = self._open(path, os.O_WRONLY)
         file = AppendFile(self, path, fd, os.fstat(fd).st_size)
         try:
             file.truncate(size)

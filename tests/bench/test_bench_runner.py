@@ -77,3 +77,22 @@ def test_unknown_query_argument_is_an_error(tiny: Dataset, tmp_path: Path) -> No
         algo.set_query_arguments(nprobe=4)
     with pytest.raises(ValueError, match="unknown system"):
         make_algorithm("annoy", "x", "l2")
+
+
+def test_vecdb_over_grpc_matches_embedded(tiny: Dataset) -> None:
+    from vecdb.bench.algorithms import make_algorithm
+
+    ds = tiny.subset(limit_train=400, limit_queries=20)
+    answers = []
+    for system in ("vecdb", "vecdb-grpc"):
+        algo = make_algorithm(system, "Flat", "l2")
+        try:
+            algo.prepare()
+            algo.fit(ds.train)
+            answers.append(algo.batch_query(ds.test, 10))
+            assert algo.query(ds.test[0], 10).tolist() == answers[-1][0].tolist()
+            assert algo.disk_bytes() > 0
+        finally:
+            algo.close()
+    assert answers[0].tolist() == answers[1].tolist()
+    assert answers[0].tolist() == ds.neighbors[:, :10].tolist()

@@ -149,6 +149,7 @@ def measure(algo: Algorithm, ds: Dataset, k: int, mode: str, runs: int, progress
 
 
 def _build(algo: Algorithm, ds: Dataset) -> dict[str, Any]:
+    algo.prepare()
     rss0 = _rss()
     start = time.perf_counter()
     algo.fit(ds.train, ds.attributes)

@@ -36,6 +36,9 @@ class Algorithm(abc.ABC):
         extra = "".join(f",{k}={v}" for k, v in sorted(self.build_args.items()))
         return f"{self.system}({self.spec}{extra})"
 
+    def prepare(self) -> None:  # noqa: B027  (optional hook)
+        """Set-up that is not part of the build time (start a server, open a connection)."""
+
     @abc.abstractmethod
     def fit(self, train: np.ndarray, attributes: dict[str, np.ndarray] | None = None) -> None:
         """Build the index over ``train`` (n, d) float32; attributes are per-row columns for filters."""

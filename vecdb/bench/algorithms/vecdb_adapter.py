@@ -8,7 +8,6 @@ started on a free local port for the run.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -80,12 +79,17 @@ class VecdbAlgorithm(Algorithm):
         self._tmp = Path(tempfile.mkdtemp(prefix="vecdb-bench-"))
         return vecdb.connect(str(self._tmp / "db"))
 
+    def prepare(self) -> None:
+        """Open the database (and for gRPC start the server) outside the timed build."""
+        if self.db is None:
+            self.db = self._connect()
+
     def fit(self, train: np.ndarray, attributes: dict[str, np.ndarray] | None = None) -> None:
         from tqdm import tqdm
 
         attributes = attributes or {}
         schema = arrow_schema_of(attributes)
-        self.db = self._connect()
+        self.prepare()
         self.col = self.db.create_collection(
             _COLLECTION, dim=int(train.shape[1]), metric=self.metric, index=self.index_config,
             quantization=self.quant_config, schema=schema or None,
@@ -134,6 +138,19 @@ class VecdbAlgorithm(Algorithm):
             self._tmp = None
 
 
+def _serving(target: str) -> bool:
+    """True when the standard gRPC health service at ``target`` answers SERVING (recovery done)."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        except grpc.RpcError:
+            return False
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
 class VecdbGrpcAlgorithm(VecdbAlgorithm):
     """The same calls through ``vecdb.connect("grpc://...")``: measures the RPC path too."""
 
@@ -156,23 +173,22 @@ class VecdbGrpcAlgorithm(VecdbAlgorithm):
         return db
 
     def _start_server(self, data: Path) -> str:
-        """``vecdb serve`` on a free port; returns its URL once it answers (or raises with its log)."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = (data.parent / "server.log").open("wb")
-        cmd = [sys.executable, "-m", "vecdb.cli", "serve", "--data", str(data), "--host", "127.0.0.1",
-               "--port", str(port)]
-        self._server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        """``vecdb serve`` on a free port; returns its URL once health says SERVING (or raises)."""
+        port_file = data.parent / "port"
+        log_path = data.parent / "server.log"
+        cmd = [sys.executable, "-m", "vecdb.cli", "serve", "--data-dir", str(data), "--host", "127.0.0.1",
+               "--port", "0", "--port-file", str(port_file)]
+        with log_path.open("wb") as log:
+            self._server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self._server.poll() is not None:
-                raise RuntimeError(f"vecdb serve exited: {(data.parent / 'server.log').read_text()[-2000:]}")
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    return f"grpc://127.0.0.1:{port}"
-            time.sleep(0.2)
-        raise RuntimeError("vecdb serve did not open its port within 60 s")
+                raise RuntimeError(f"vecdb serve exited: {log_path.read_text()[-2000:]}")
+            text = port_file.read_text().strip() if port_file.exists() else ""
+            if text and _serving(f"127.0.0.1:{int(text)}"):
+                return f"grpc://127.0.0.1:{int(text)}"
+            time.sleep(0.1)
+        raise RuntimeError(f"vecdb serve was not SERVING within 60 s: {log_path.read_text()[-2000:]}")
 
     def disk_bytes(self) -> int | None:
         value = self._stats().get("bytes_on_disk")

@@ -54,16 +54,18 @@ def test_round_trip_and_reopen(tmp_path: Path) -> None:
     assert wal.append(2, memoryview(b"two")) == 2
     assert wal.append(3, vec) == 3  # any buffer; no copy needed by the caller
     assert wal.append(255, b"") == 4
-    assert wal.durable_lsn == 4
+    strided = np.arange(20, dtype=np.int32).reshape(4, 5)[:, ::2]
+    assert wal.append(7, strided) == 5
+    assert wal.durable_lsn == 5
     wal.close()
     wal, recs = _open(tmp_path)
     assert recs == [WalRecord(1, 1, b"one"), WalRecord(2, 2, b"two"), WalRecord(3, 3, vec.tobytes()),
-                    WalRecord(4, 255, b"")]
-    assert wal.last_lsn == 4 and wal.nbytes == sum(HEADER_BYTES + len(r.payload) for r in recs)
-    assert wal.append(0, b"five") == 5
+                    WalRecord(4, 255, b""), WalRecord(5, 7, strided.tobytes())]
+    assert wal.last_lsn == 5 and wal.nbytes == sum(HEADER_BYTES + len(r.payload) for r in recs)
+    assert wal.append(0, b"six") == 6
     wal.close()
     wal, recs = _open(tmp_path, after=3)
-    assert [r.lsn for r in recs] == [4, 5]
+    assert [r.lsn for r in recs] == [4, 5, 6]
     wal.close()
 
 

@@ -208,7 +208,9 @@ class WriteAheadLog:
         if not 0 <= kind <= 255:
             raise InvalidArgument(f"record kind must be in 0..255, got {kind}")
         view = memoryview(payload)  # type: ignore[arg-type]
-        if view.ndim != 1 or view.itemsize != 1:
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())  # a strided view cannot be written as one buffer
+        elif view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         if view.nbytes > MAX_PAYLOAD:
             raise InvalidArgument(f"record payload of {view.nbytes} bytes exceeds the 4 GiB frame limit")

@@ -216,3 +216,56 @@ class PowerCutIO(FaultyIO):
         elif op.backup is not None and op.src_state is not None:
             os.replace(op.backup, op.src)  # the removal never happened
             self._files[op.src] = op.src_state
+
+
+class SimulatedCrash(BaseException):
+    """Raised by CrashingIO at its crash point; a BaseException so no ``except Exception`` swallows it."""
+
+
+class CrashingIO(PowerCutIO):
+    """A PowerCutIO that "loses power" at its ``crash_at``-th file-system operation.
+
+    Every primitive (open, write, fsync, rename, remove, truncate) counts as one operation. At the
+    crash point it raises SimulatedCrash, and from then on every operation raises again without
+    touching the disk, so cleanup code cannot run either (as in a real crash). Call ``power_cut()``
+    afterwards to rewind to the durable state. Sweeping ``crash_at`` over ``range(ops)`` of a clean
+    run visits every crash point of a code path.
+    """
+
+    def __init__(self, crash_at: int | None = None, **faults: object) -> None:
+        super().__init__(**faults)
+        self.crash_at = crash_at
+        self.ops = 0
+        self.crashed = False
+
+    def _tick(self) -> None:
+        if self.crashed:
+            raise SimulatedCrash("the process already crashed")
+        self.ops += 1
+        if self.crash_at is not None and self.ops > self.crash_at:
+            self.crashed = True
+            raise SimulatedCrash(f"crash at operation {self.crash_at}")
+
+    def _os_open(self, path: Path, flags: int) -> int:
+        self._tick()
+        return super()._os_open(path, flags)
+
+    def _os_write(self, fd: int, path: Path, view: memoryview) -> int:
+        self._tick()
+        return super()._os_write(fd, path, view)
+
+    def _os_fsync(self, fd: int, path: Path) -> None:
+        self._tick()
+        super()._os_fsync(fd, path)
+
+    def _os_rename(self, src: Path, dst: Path) -> None:
+        self._tick()
+        super()._os_rename(src, dst)
+
+    def _os_remove(self, path: Path) -> None:
+        self._tick()
+        super()._os_remove(path)
+
+    def _os_truncate(self, fd: int, path: Path, size: int) -> None:
+        self._tick()
+        super()._os_truncate(fd, path, size)

@@ -31,6 +31,12 @@
             }                                                                                      \
             return (a[0] + a[1]) + (a[2] + a[3]);                                                  \
         }                                                                                          \
+        if (metric == VDB_METRIC_IP) {                                                             \
+            for (; j + 4 <= d; j += 4)                                                             \
+                for (int t = 0; t < 4; t++) a[t] += LOAD(x, j + t) * q[j + t];                     \
+            for (; j < d; j++) a[0] += LOAD(x, j) * q[j];                                          \
+            return -((a[0] + a[1]) + (a[2] + a[3]));                                               \
+        }                                                                                          \
         for (; j + 4 <= d; j += 4)                                                                 \
             for (int t = 0; t < 4; t++) {                                                          \
                 float v = LOAD(x, j + t);                                                          \
@@ -43,7 +49,6 @@
             b[0] += v * v;                                                                         \
         }                                                                                          \
         float dot = (a[0] + a[1]) + (a[2] + a[3]);                                                 \
-        if (metric == VDB_METRIC_IP) return -dot;                                                  \
         return vdb_cosine_finish(dot, (b[0] + b[1]) + (b[2] + b[3]), qq);                          \
     }
 

@@ -51,6 +51,8 @@ class DataDirLayout:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
 
+    validate_name = staticmethod(validate_name)
+
     @property
     def catalog_dir(self) -> Path:
         return self.root / "catalog"

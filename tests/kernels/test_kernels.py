@@ -337,6 +337,44 @@ def test_topk_random_2d_with_masks(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_topk_long_scans_with_signed_values_and_nans(backend: str) -> None:
+    # long enough for the chunk screen; negative NaN, -0.0/0.0 and inf exercise its ordered keys
+    rng = _rng(18)
+    dist = rng.integers(-40, 40, 5000).astype(np.float32) * np.float32(0.25)
+    dist[rng.random(5000) < 0.02] = np.nan
+    dist[rng.random(5000) < 0.02] = np.uint32(0xFFC00000).view(np.float32)  # NaN with the sign bit
+    dist[rng.random(5000) < 0.02] = -0.0
+    dist[rng.random(5000) < 0.01] = -np.inf
+    dist[4990:] = -20.0  # new winners at the very end
+    mask = rng.random(5000) < 0.5
+    with using(backend):
+        for k in (1, 7, 300):
+            for m in (None, mask):
+                idx, d = K.topk(dist, k, m)
+                want_idx, want_d = R.topk(dist, k, m)
+                np.testing.assert_array_equal(idx, want_idx, err_msg=f"k={k}")
+                np.testing.assert_array_equal(d, want_d)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_topk_uint16_fastscan_sums(backend: str) -> None:
+    rng = _rng(19)
+    sums = rng.integers(0, 2000, (3, 4000)).astype(np.uint16)
+    sums[:, -3:] = 0
+    mask = rng.random(4000) < 0.8
+    with using(backend) as kind:
+        _expect("topk_u16", kind)
+        for k in (1, 16, 100):
+            for m in (None, mask):
+                idx, d = K.topk(sums, k, m)
+                want_idx, want_d = R.topk(sums.astype(np.float32), k, m)
+                np.testing.assert_array_equal(idx, want_idx)
+                np.testing.assert_array_equal(d, want_d)
+        idx, _ = K.topk(sums[0], 5)
+        np.testing.assert_array_equal(idx[:3], [3997, 3998, 3999])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_merge_topk(backend: str) -> None:
     rng = _rng(16)
     q = 4

@@ -45,7 +45,8 @@ NATIVE_NAMES: dict[str, str] = {
     "pq4_fastscan": "pq4_fastscan",
     "topk": "topk",
 }
-OPS: tuple[str, ...] = (*NATIVE_NAMES, "merge_topk")
+# Ops only numba (or numpy) implements: top-k straight over uint16 fast-scan sums, and merging.
+OPS: tuple[str, ...] = (*NATIVE_NAMES, "topk_u16", "merge_topk")
 BACKENDS: tuple[str, ...] = ("auto", "c", "numba", "numpy")
 SIMD_LEVELS: tuple[str, ...] = ("scalar", "avx2", "avx512")
 # Below this many queries distances_many loops the one-query kernel: a matrix-vector product
@@ -344,13 +345,15 @@ def _mask_u8(mask: object, shape: tuple[int, ...]) -> np.ndarray:
 def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """distances: (n,) or (q, n) float32, mask: (n,) or (q, n) bool of allowed entries (None = all)
     -> (indices int64, distances float32), each (k,) or (q, k); ascending, ties by index, NaN and
-    masked entries skipped, padded -1 / +inf."""
+    masked entries skipped, padded -1 / +inf. uint16 distances (``pq4_fastscan``'s output) are
+    selected as they are, without a float32 copy ("topk_u16" in ``info()``)."""
     dist = np.asarray(distances_)
     if dist.dtype.kind not in "fiu":
         raise TypeError(f"distances must hold real numbers, got dtype {dist.dtype}")
     if dist.ndim not in (1, 2):
         raise ValueError(f"distances must be 1-D or 2-D, got shape {dist.shape}")
-    dist = np.ascontiguousarray(dist, dtype=np.float32)
+    op = "topk_u16" if dist.dtype == np.uint16 else "topk"
+    dist = np.ascontiguousarray(dist, dtype=np.uint16 if op == "topk_u16" else np.float32)
     k = check_int(k, "k", 0)
     m = None if mask is None else _mask_u8(mask, dist.shape)
     d2 = dist.reshape(1, -1) if dist.ndim == 1 else dist
@@ -358,7 +361,7 @@ def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tupl
     out_idx = np.empty((q, k), dtype=np.int64)
     out_d = np.empty((q, k), dtype=np.float32)
     st = state()
-    b = st.backend["topk"]
+    b = st.backend[op]
     if b == "numpy":
         out_idx[:], out_d[:] = reference.topk(d2, k, None if m is None else m.view(np.bool_))
     elif b == "c":
@@ -366,11 +369,11 @@ def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tupl
             row_mask = None if m is None else (m if m.ndim == 1 else m[r])
             st.native.topk(d2[r], k, row_mask, out_idx[r], out_d[r])
     else:
-        mode = 0 if m is None else (1 if m.ndim == 1 and dist.ndim == 2 else 2)
+        mode = 0 if m is None else (1 if m.ndim == 1 else 2)
         m2 = np.zeros((1, 1), dtype=np.uint8) if m is None else m.reshape(-1, d2.shape[1])
-        if mode == 2 and dist.ndim == 1:
-            mode = 1
-        st.numba.selection.topk_rows_into(d2, k, m2, mode, out_idx, out_d)
+        sel = st.numba.selection
+        rows_into = sel.topk_u16_rows_into if op == "topk_u16" else sel.topk_rows_into
+        rows_into(d2, k, m2, mode, out_idx, out_d)
     if dist.ndim == 1:
         return out_idx[0], out_d[0]
     return out_idx, out_d

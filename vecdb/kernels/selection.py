@@ -85,22 +85,30 @@ def heap_sort_out(hd: np.ndarray, hk: np.ndarray, size: int) -> None:
         _sift_down(hd, hk, end, 0)
 
 
+# Rows are screened a chunk at a time once the heap is full: one vectorized min over the chunk
+# decides whether any row in it can enter, so most of a long scan never reaches the heap code.
+CHUNK = 256
+
+
 @njit(cache=True, nogil=True)
-def topk_into(
-    dist: np.ndarray, k: int, mask: np.ndarray, use_mask: bool, out_idx: np.ndarray, out_dist: np.ndarray
-) -> int:
-    """dist (n,) float32, mask (n,) uint8/bool read only when ``use_mask`` -> out_idx (k,) int64,
-    out_dist (k,) float32 ascending, padded; returns how many slots were filled."""
-    if k == 0:
-        return 0
-    size = 0
-    # The k-th best so far, kept in a register: the heap root lives in out_dist, which the
-    # compiler must assume may alias dist, so reading it back every row would cost a load.
-    thresh = np.float32(np.inf)
-    for i in range(dist.shape[0]):
-        d = dist[i]
-        # Rejects NaN too (comparison is False), before the mask is even read. A row equal to
-        # the k-th best loses as well: every kept index is smaller than i.
+def _offer_range(
+    dist: np.ndarray,
+    lo: int,
+    hi: int,
+    k: int,
+    mask: np.ndarray,
+    use_mask: bool,
+    out_idx: np.ndarray,
+    out_dist: np.ndarray,
+    size: int,
+    thresh: float,
+) -> tuple[int, float]:
+    """Offer rows lo..hi to the heap; ``thresh`` is the k-th best so far (+inf until full), kept
+    in a register because out_dist may alias dist as far as the compiler knows."""
+    for i in range(lo, hi):
+        d = np.float32(dist[i])
+        # Rejects NaN too (the comparison is False). A row equal to the k-th best loses as
+        # well: every kept index is smaller than i.
         if not d < thresh and size == k:
             continue
         if d != d or (use_mask and not mask[i]):
@@ -108,21 +116,94 @@ def topk_into(
         size = heap_push(out_dist, out_idx, size, d, i)
         if size == k:
             thresh = out_dist[0]
+    return size, thresh
+
+
+@njit(cache=True, nogil=True)
+def _finish(out_idx: np.ndarray, out_dist: np.ndarray, size: int) -> int:
     heap_sort_out(out_dist, out_idx, size)
-    for j in range(size, k):
+    for j in range(size, out_idx.shape[0]):
         out_idx[j] = -1
         out_dist[j] = np.inf
     return size
 
 
 @njit(cache=True, nogil=True)
+def _ordered_key(bits: np.int32) -> np.int32:
+    # float32 bits -> int32 with the same order as the floats (negative floats have their
+    # magnitude bits flipped). -0.0 sorts below 0.0 and a negative NaN below everything: both
+    # only make the chunk screen keep a chunk, never drop a row that could enter.
+    return bits ^ ((bits >> np.int32(31)) & np.int32(0x7FFFFFFF))
+
+
+@njit(cache=True, nogil=True)
+def topk_into(
+    dist: np.ndarray, k: int, mask: np.ndarray, use_mask: bool, out_idx: np.ndarray, out_dist: np.ndarray
+) -> int:
+    """dist (n,) C-contiguous float32, mask (n,) uint8/bool read only when ``use_mask``
+    -> out_idx (k,) int64, out_dist (k,) float32 ascending, padded; returns how many were filled."""
+    if k == 0:
+        return 0
+    bits = dist.view(np.int32)
+    one = np.empty(1, dtype=np.float32)
+    n = dist.shape[0]
+    size = 0
+    thresh = np.float32(np.inf)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        if size == k:
+            one[0] = thresh
+            tkey = _ordered_key(one.view(np.int32)[0])
+            low = np.int32(0x7FFFFFFF)
+            for i in range(lo, hi):
+                low = min(low, _ordered_key(bits[i]))
+            if low >= tkey:
+                continue
+        size, thresh = _offer_range(dist, lo, hi, k, mask, use_mask, out_idx, out_dist, size, thresh)
+    return _finish(out_idx, out_dist, size)
+
+
+@njit(cache=True, nogil=True)
+def topk_u16_into(
+    dist: np.ndarray, k: int, mask: np.ndarray, use_mask: bool, out_idx: np.ndarray, out_dist: np.ndarray
+) -> int:
+    """``topk_into`` for uint16 distances (the 4-bit fast scan's output), without a float copy."""
+    if k == 0:
+        return 0
+    n = dist.shape[0]
+    size = 0
+    thresh = np.float32(np.inf)
+    for lo in range(0, n, CHUNK):
+        hi = min(lo + CHUNK, n)
+        if size == k:
+            low = np.uint16(0xFFFF)
+            for i in range(lo, hi):
+                low = min(low, dist[i])
+            if np.float32(low) >= thresh:
+                continue
+        size, thresh = _offer_range(dist, lo, hi, k, mask, use_mask, out_idx, out_dist, size, thresh)
+    return _finish(out_idx, out_dist, size)
+
+
+@njit(cache=True, nogil=True)
 def topk_rows_into(
     dist: np.ndarray, k: int, mask: np.ndarray, mask_mode: int, out_idx: np.ndarray, out_dist: np.ndarray
 ) -> None:
-    """dist (q, n) -> out (q, k); mask_mode 0 = none, 1 = one (n,) mask for all rows, 2 = (q, n)."""
+    """dist (q, n) float32 -> out (q, k); mask_mode 0 = none, 1 = one (n,) mask for all rows,
+    2 = (q, n)."""
     for r in range(dist.shape[0]):
         m = mask[r] if mask_mode == 2 else mask[0]
         topk_into(dist[r], k, m, mask_mode != 0, out_idx[r], out_dist[r])
+
+
+@njit(cache=True, nogil=True)
+def topk_u16_rows_into(
+    dist: np.ndarray, k: int, mask: np.ndarray, mask_mode: int, out_idx: np.ndarray, out_dist: np.ndarray
+) -> None:
+    """``topk_rows_into`` for uint16 distances."""
+    for r in range(dist.shape[0]):
+        m = mask[r] if mask_mode == 2 else mask[0]
+        topk_u16_into(dist[r], k, m, mask_mode != 0, out_idx[r], out_dist[r])
 
 
 @njit(cache=True, nogil=True)

@@ -409,3 +409,12 @@ def test_disk_full_under_concurrent_appends(tmp_path: Path) -> None:
     assert set(acked) <= {r.lsn for r in recs}  # every acknowledged append survived
     assert all(len(r.payload) == 100 for r in recs)  # and nothing partial
     wal.close()
+
+
+def test_empty_log_file_beyond_the_manifest_raises(tmp_path: Path) -> None:
+    (tmp_path / f"{20:020d}.wal").write_bytes(b"")  # says LSNs up to 19 existed
+    with pytest.raises(DataLoss, match=r"11\.\.19 are missing"):
+        _open(tmp_path, after=10)
+    wal, recs = _open(tmp_path, after=19)  # covered by the manifest: fine, appends continue
+    assert recs == [] and wal.append(1, b"x") == 20
+    wal.close()

@@ -190,6 +190,12 @@ class WriteAheadLog:
             self._state = "read-only"
             return
         tail = self._files[-1] if self._files else None
+        if tail is not None and last_lsn and tail.first_lsn + self._records_in_tail > last_lsn + 1:
+            # Only empty files remain and their name says records before them existed.
+            raise DataLoss(
+                f"{tail.path}: offset 0: the log resumes at LSN {tail.first_lsn} but LSNs "
+                f"{last_lsn + 1}..{tail.first_lsn - 1} are missing"
+            )
         if tail is not None and tail.first_lsn + self._records_in_tail != last_lsn + 1:
             # The manifest is ahead of everything in the log (all of it is covered): start over
             # with a correctly named file rather than leave an LSN gap inside or between files.

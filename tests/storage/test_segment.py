@@ -53,10 +53,16 @@ def test_round_trip_memory_mapped(segment: tuple[SegmentFile, pa.Table, np.ndarr
 
 def test_multiple_batches_and_empty_tables(tmp_path: Path) -> None:
     table, vecs = _table(n=100, batches=3)
-    seg = write_segment(tmp_path / "a.arrow", table, FileIO())
+    seg = write_segment(tmp_path / "a.arrow", table, FileIO(), single_batch=False)
     back = open_segment(seg.path, seg.checksum)
     assert back.column("vector").num_chunks == 3
-    np.testing.assert_array_equal(vectors_view(back), vecs)
+    np.testing.assert_array_equal(vectors_view(back), vecs)  # combined: one copy
+    seg = write_segment(tmp_path / "b.arrow", table, FileIO())  # default: one record batch
+    back = open_segment(seg.path, seg.checksum)
+    assert back.column("vector").num_chunks == 1 and back.equals(table)
+    view = vectors_view(back)
+    mapped = back.column("vector").chunk(0).values.buffers()[1]
+    assert np.shares_memory(view, np.frombuffer(mapped, dtype=np.float32))
     empty = write_segment(tmp_path / "e.arrow", table.slice(0, 0), FileIO())
     assert vectors_view(open_segment(empty.path, empty.checksum)).shape == (0, 7)
 

@@ -30,13 +30,17 @@ class SegmentFile(NamedTuple):
     checksum: int  # CRC-32C of the whole file, recorded in the manifest
 
 
-def write_segment(path: Path | str, table: pa.Table, io: FileIO) -> SegmentFile:
+def write_segment(path: Path | str, table: pa.Table, io: FileIO, *, single_batch: bool = True) -> SegmentFile:
     """Stream ``table`` as an Arrow IPC file to ``path`` atomically; returns its size and checksum.
 
-    Record batches are written as they are (no concatenation); Arrow hands its buffers straight to
-    the writer, and the checksum is computed on the way through.
+    single_batch: columns split into several chunks are combined first (one copy, at write time) so
+    the file holds one record batch and every reader gets zero-copy views (``vectors_view`` must
+    otherwise copy on every open). False writes the batches as they are.
+    Buffers go straight from Arrow to the file (no serialised copy); the CRC is computed on the way.
     """
     path = Path(path)
+    if single_batch and any(col.num_chunks > 1 for col in table.columns):
+        table = table.combine_chunks()
     with io.atomic_writer(path) as out:
         sink = pa.PythonFile(out, mode="w")
         with ipc.new_file(sink, table.schema) as writer:

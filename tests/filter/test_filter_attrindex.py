@@ -9,7 +9,7 @@ from filter_cases import SCHEMA, filters, random_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vecdb.errors import InvalidArgument
+from vecdb.errors import DataLoss, InvalidArgument
 from vecdb.filter import coerce_attributes, compile_filter, parse_schema
 from vecdb.filter.attrindex import SPARSE_DIVISOR, AttributeIndex
 
@@ -28,7 +28,7 @@ def _both(text: str, table_no: int, bitmaps: int) -> tuple[np.ndarray, np.ndarra
     return compiled.mask(table), compiled.mask(table, index=INDEXES[(table_no, bitmaps)])
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(filters(max_leaves=8), st.integers(0, len(TABLES) - 1), st.sampled_from([0, 1024]))
 def test_index_masks_equal_plain_masks(text: str, table_no: int, bitmaps: int) -> None:
     plain, indexed = _both(text, table_no, bitmaps)
@@ -89,17 +89,49 @@ def test_persistence_round_trip() -> None:
         np.testing.assert_array_equal(compiled.mask(table, loaded), compiled.mask(table))
 
 
-def test_from_arrays_rejects_malformed_input() -> None:
-    meta, arrays = INDEXES[(0, 0)].to_arrays()
-    with pytest.raises(InvalidArgument, match="format"):
-        AttributeIndex.from_arrays({**meta, "version": 99}, arrays)
-    missing = {k: v for k, v in arrays.items() if k != "lang.order"}
-    with pytest.raises(InvalidArgument, match="malformed"):
-        AttributeIndex.from_arrays(meta, missing)
-    short = dict(arrays)
-    short["i32.codes"] = arrays["i32.codes"][:-1]
-    with pytest.raises(InvalidArgument, match="inconsistent"):
-        AttributeIndex.from_arrays(meta, short)
+def _corrupt(arrays: dict[str, np.ndarray], key: str, value: np.ndarray) -> dict[str, np.ndarray]:
+    out = dict(arrays)
+    out[key] = value
+    return out
+
+
+def test_from_arrays_rejects_damaged_input() -> None:
+    meta, arrays = INDEXES[(0, 1024)].to_arrays()
+    n = meta["num_rows"]
+    order = arrays["i32.order"].copy()
+    order[0] = n
+    unsorted = arrays["f64.uniques"][::-1].copy()
+    offsets = arrays["lang.str_offsets"].copy()
+    offsets[1] = 10**6
+    bad_utf8 = arrays["lang.str_data"].copy()
+    bad_utf8[:1] = 0xFF
+    cases = [
+        ({**meta, "version": 99}, arrays, "format 99"),
+        (meta, {k: v for k, v in arrays.items() if k != "lang.order"}, "missing array 'lang.order'"),
+        (meta, _corrupt(arrays, "i32.codes", arrays["i32.codes"][:-1]), "bad codes"),
+        (meta, _corrupt(arrays, "i32.codes", arrays["i32.codes"].astype(np.int64)), "dtype int64"),
+        (meta, _corrupt(arrays, "i32.order", order), "row offset out of range"),
+        (meta, _corrupt(arrays, "f64.uniques", unsorted), "uniques not sorted"),
+        (meta, _corrupt(arrays, "lang.str_offsets", offsets), "malformed"),
+        (meta, _corrupt(arrays, "lang.str_data", bad_utf8), "malformed"),
+        (meta, _corrupt(arrays, "flag.bitmaps", arrays["flag.bitmaps"][:1]), "bad bitmaps shape"),
+        (meta, _corrupt(arrays, "i32.bounds", arrays["i32.bounds"][::-1].copy()), "bad bounds"),
+        ({**meta, "fields": {"i32": {"kind": "nope", "cardinality": 1}}}, arrays, "unknown kind"),
+        ({"version": 1}, arrays, "malformed"),
+    ]
+    for bad_meta, bad_arrays, match in cases:
+        with pytest.raises(DataLoss, match=match):
+            AttributeIndex.from_arrays(bad_meta, bad_arrays)
+
+
+def test_round_trip_of_empty_and_all_null_indexes() -> None:
+    for table in (TABLES[0].slice(0, 0), coerce_attributes(None, SCHEMA, 5), TABLES[2].slice(7, 50)):
+        meta, arrays = AttributeIndex.build(table).to_arrays()
+        loaded = AttributeIndex.from_arrays(meta, arrays)
+        for text in ("i32 > 1", "lang IN ('en', '')", "array_contains(tags, 'a')", "NOT flag", "ts IS NULL"):
+            compiled = compile_filter(text, SCHEMA)
+            assert compiled is not None
+            np.testing.assert_array_equal(compiled.mask(table, loaded), compiled.mask(table))
 
 
 def test_memory_accounting_and_errors() -> None:

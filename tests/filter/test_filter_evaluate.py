@@ -203,7 +203,7 @@ _PARAM_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.floa
                           st.lists(st.integers(), max_size=3))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_SCHEMA_WORDS, max_size=14).map(" ".join),
        st.dictionaries(st.sampled_from(["p", "q"]), _PARAM_VALUES))
 def test_near_miss_filters_only_raise_invalid_argument(text: str, params: dict) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from vecdb.errors import InvalidArgument
+from vecdb.errors import DataLoss, InvalidArgument
 from vecdb.filter.evaluate import column_getter, kind_of, lower
 from vecdb.filter.expr import (
     And,
@@ -201,29 +201,59 @@ def _build_field(col: pa.Array, name: str, bitmap_max_values: int) -> FieldIndex
         is_nan = pc.fill_null(pc.is_nan(values), False)
         nan_rows = np.flatnonzero(is_nan.to_numpy(zero_copy_only=False)).astype(np.uint32)
         keep = pc.and_(keep, pc.invert(is_nan))
-    keep_np = keep.to_numpy(zero_copy_only=False)
-    values, parents = values.filter(keep), parents[keep_np]
-    perm = pc.array_sort_indices(values).to_numpy(zero_copy_only=False)  # stable
-    sorted_vals = values.take(pa.array(perm))
+    values, parents = values.filter(keep), parents[keep.to_numpy(zero_copy_only=False)]
+    if kind in ("string", "list<string>"):
+        uniques, elem_codes, perm = _group_strings(values)
+    else:
+        uniques, elem_codes, perm = _group_keys(_numpy_keys(values, kind))
+    card = len(uniques)
     order = parents[perm].astype(np.uint32)
-    m = len(sorted_vals)
-    change = np.ones(m, dtype=bool)
-    if m > 1:
-        change[1:] = pc.not_equal(sorted_vals[1:], sorted_vals[:-1]).to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(change)
-    bounds = np.append(starts, m).astype(np.int64)
-    first = sorted_vals.take(pa.array(starts, pa.int64()))
-    string = kind in ("string", "list<string>")
-    uniques = first.cast(pa.string()) if string else _numpy_keys(first, kind)
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(elem_codes, minlength=card))]).astype(np.int64)
     codes = bitmaps = None
     if not kind.startswith("list"):
         codes = np.full(n, -1, dtype=np.int32)
         codes[nan_rows] = -2
-        codes[order] = np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(bounds))
-        if 0 < len(starts) <= bitmap_max_values:
-            onehot = codes[None, :] == np.arange(len(starts), dtype=np.int32)[:, None]
-            bitmaps = np.packbits(onehot, axis=1)
+        codes[parents] = elem_codes
+        if 0 < card <= bitmap_max_values:
+            bitmaps = _bitmaps(order, bounds, n)
     return FieldIndex(kind, n, uniques, bounds, order, codes, null_rows, nan_rows, bitmaps)
+
+
+def _group_keys(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted distinct keys, each element's rank among them (``int32``) and the stable
+    sorting permutation (one sort serves all three; -0.0 and 0.0 are one key)."""
+    perm = np.argsort(keys, kind="stable")
+    ordered = keys[perm]
+    change = np.ones(len(keys), dtype=bool)
+    change[1:] = ordered[1:] != ordered[:-1]
+    elem_codes = np.empty(len(keys), dtype=np.int32)
+    elem_codes[perm] = np.cumsum(change, dtype=np.int64).astype(np.int32) - 1
+    return ordered[change], elem_codes, perm
+
+
+def _group_strings(values: pa.Array) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """Like :func:`_group_keys` for strings: hash-encode first, then sort only the dictionary
+    (sorting 1M strings directly is ~10x slower when values repeat)."""
+    encoded = values.cast(pa.string()).dictionary_encode()
+    dictionary = encoded.dictionary
+    srt = pc.array_sort_indices(dictionary).to_numpy(zero_copy_only=False)
+    rank = np.empty(len(dictionary), dtype=np.int32)
+    rank[srt] = np.arange(len(dictionary), dtype=np.int32)
+    codes = rank[encoded.indices.to_numpy(zero_copy_only=False)] if len(values) else np.zeros(0, np.int32)
+    return dictionary.take(pa.array(srt, pa.int64())), codes, np.argsort(codes, kind="stable")
+
+
+def _bitmaps(order: np.ndarray, bounds: np.ndarray, n: int) -> np.ndarray:
+    """``(card, ceil(n / 8)) uint8``: packed row bits per value, one value at a time so the
+    temporary memory stays at n bytes whatever the cardinality."""
+    out = np.empty((len(bounds) - 1, (n + 7) // 8), dtype=np.uint8)
+    scratch = np.zeros(n, dtype=bool)
+    for c in range(len(bounds) - 1):
+        rows = order[bounds[c]:bounds[c + 1]]
+        scratch[rows] = True
+        out[c] = np.packbits(scratch)
+        scratch[rows] = False
+    return out
 
 
 # ------------------------------------------------------------------------------------- the index
@@ -267,13 +297,7 @@ class AttributeIndex:
             parts = {"bounds": f.bounds, "order": f.order, "null_rows": f.null_rows, "nan_rows": f.nan_rows,
                      "codes": f.codes, "bitmaps": f.bitmaps}
             if isinstance(f.uniques, pa.Array):
-                offsets, data = f.uniques.buffers()[1:3]
-                start = f.uniques.offset
-                offs = np.frombuffer(offsets, np.int32)[start:start + len(f.uniques) + 1] if offsets else \
-                    np.zeros(1, np.int32)
-                parts["str_offsets"] = (offs - offs[0]).astype(np.int64)
-                raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-                parts["str_data"] = raw[offs[0]:offs[-1]].copy()
+                parts["str_offsets"], parts["str_data"] = _string_parts(f.uniques)
             else:
                 parts["uniques"] = f.uniques
             arrays.update({f"{name}.{k}": v for k, v in parts.items() if v is not None})
@@ -281,20 +305,23 @@ class AttributeIndex:
 
     @classmethod
     def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> AttributeIndex:
-        """Inverse of :meth:`to_arrays`; raises InvalidArgument on anything inconsistent."""
+        """Inverse of :meth:`to_arrays`. Every array is checked (sizes, ranges, order), so a
+        damaged index raises DataLoss here, never a wrong mask or a crash later; the engine
+        then rebuilds it from the segment."""
         try:
             if meta.get("version") != FORMAT_VERSION:
-                raise InvalidArgument(f"attribute index format {meta.get('version')!r} is not supported")
+                raise DataLoss(f"attribute index format {meta.get('version')!r} is not supported")
             n = int(meta["num_rows"])
-            fields = {name: _load_field(name, info, arrays, n) for name, info in meta["fields"].items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InvalidArgument(f"attribute index is malformed: {exc!r}") from None
+            fields = {str(name): _load_field(str(name), info, arrays, n) for name, info in meta["fields"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, pa.ArrowException) as exc:
+            raise DataLoss(f"attribute index is malformed: {exc}") from None
         return cls(fields, n)
 
     # ------------------------------------------------------------------------------ evaluation
 
-    def leaf(self, node: Node) -> tuple[np.ndarray, np.ndarray] | None:
-        """``(true, unknown)`` row masks of a leaf predicate, or None if the index cannot answer."""
+    def leaf(self, node: Node) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """``(true, unknown)`` row masks of a leaf predicate (``unknown`` None when no row is
+        unknown), or None if the index cannot answer it."""
         target = node.field if isinstance(node, ArrayContains) else getattr(node, "operand", None)
         if isinstance(node, Compare):
             target = node.left
@@ -307,10 +334,10 @@ class AttributeIndex:
         if not isinstance(target, Field) or target.name not in self.fields:
             return None
         f = self.fields[target.name]
-        unknown = f.nulls()
         if isinstance(node, IsNull):
-            known = np.zeros(self.num_rows, dtype=bool)
-            return (~unknown if node.negated else unknown), known
+            nulls = f.nulls()
+            return (~nulls if node.negated else nulls), None
+        unknown = f.nulls() if len(f.null_rows) else None
         if isinstance(node, ArrayContains):
             a, b = f.code_range("=", node.value.value)  # type: ignore[union-attr]
             return f.rows_for([(a, b)]), unknown
@@ -320,48 +347,87 @@ class AttributeIndex:
             assert isinstance(node.right, Literal)
             if node.op == "!=":
                 eq = f.rows_for([f.code_range("=", node.right.value)])
-                return ~eq & ~unknown, unknown  # NaN != x is true
+                return _known(~eq, unknown), unknown  # NaN != x is true
             return f.rows_for([f.code_range(node.op, node.right.value)]), unknown
         if isinstance(node, Between):
             a = f.search(node.low.value, "left")  # type: ignore[union-attr]
             b = f.search(node.high.value, "right")  # type: ignore[union-attr]
             inside = f.rows_for([(a, b)])
-            return ((~inside & ~unknown) if node.negated else inside), unknown
+            return (_known(~inside, unknown) if node.negated else inside), unknown
         assert isinstance(node, InList)
         inside = f.rows_for([f.code_range("=", v.value) for v in node.values])  # type: ignore[union-attr]
-        return ((~inside & ~unknown) if node.negated else inside), unknown
+        return (_known(~inside, unknown) if node.negated else inside), unknown
+
+
+def _known(mask: np.ndarray, unknown: np.ndarray | None) -> np.ndarray:
+    """``mask`` without the unknown rows (in place: ``mask`` is always a fresh array)."""
+    if unknown is not None:
+        mask &= ~unknown
+    return mask
+
+
+def _string_parts(uniques: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets int64 (card + 1,), utf-8 bytes uint8)`` of a string array."""
+    arr = uniques.cast(pa.large_string())
+    if len(arr) == 0:
+        return np.zeros(1, np.int64), np.zeros(0, np.uint8)
+    _, offsets, data = arr.buffers()
+    offs = np.frombuffer(offsets, np.int64)[arr.offset:arr.offset + len(arr) + 1]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    return (offs - offs[0]).astype(np.int64), raw[offs[0]:offs[-1]].copy()
+
+
+_KEY_DTYPES = {"int": np.int64, "float": np.float64, "bool": np.uint8, "timestamp": np.int64,
+               "list<int>": np.int64, "list<float>": np.float64, "list<timestamp>": np.int64}
 
 
 def _load_field(name: str, info: Mapping[str, Any], arrays: Mapping[str, np.ndarray], n: int) -> FieldIndex:
-    def get(part: str, optional: bool = False) -> np.ndarray | None:
+    def get(part: str, dtype: type, optional: bool = False) -> np.ndarray | None:
         key = f"{name}.{part}"
         if key not in arrays:
             if optional:
                 return None
-            raise KeyError(key)
-        return np.asarray(arrays[key])
+            raise KeyError(f"missing array {key!r}")
+        arr = np.asarray(arrays[key])
+        if arr.dtype != np.dtype(dtype):
+            raise ValueError(f"array {key!r} has dtype {arr.dtype}, expected {np.dtype(dtype)}")
+        return arr
+
+    def check(ok: bool, what: str) -> None:
+        if not ok:
+            raise ValueError(f"field {name!r}: {what}")
 
     kind = str(info["kind"])
+    uniques: Any
     if kind in ("string", "list<string>"):
-        offsets, data = get("str_offsets"), get("str_data")
+        offsets, data = get("str_offsets", np.int64), get("str_data", np.uint8)
         assert offsets is not None and data is not None
-        uniques: Any = pa.LargeStringArray.from_buffers(
-            len(offsets) - 1, pa.py_buffer(offsets.astype(np.int64)), pa.py_buffer(data.astype(np.uint8))
-        ).cast(pa.string())
+        check(offsets.ndim == 1 and len(offsets) >= 1, "bad string offsets")
+        uniques = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets), pa.py_buffer(data))
+        uniques.validate(full=True)  # offsets in range and monotonic, valid UTF-8
+        uniques = uniques.cast(pa.string())
+        check(len(uniques) < 2 or pc.all(pc.less(uniques[:-1], uniques[1:])).as_py(), "uniques not sorted")
     else:
-        uniques = get("uniques")
-    bounds, order = get("bounds"), get("order")
-    assert bounds is not None and order is not None
-    codes = get("codes", optional=True)
-    field = FieldIndex(kind, n, uniques, bounds.astype(np.int64), order.astype(np.uint32, copy=False),
-                       codes, get("null_rows"), get("nan_rows"), get("bitmaps", optional=True))  # type: ignore[arg-type]
+        check(kind in _KEY_DTYPES, f"unknown kind {kind!r}")
+        uniques = get("uniques", _KEY_DTYPES[kind])
+        check(uniques.ndim == 1 and bool(np.all(uniques[1:] > uniques[:-1])), "uniques not sorted")
     card = len(uniques)
-    sizes_ok = (card == int(info["cardinality"]) and len(field.bounds) == card + 1
-                and int(field.bounds[-1]) == len(order) and (codes is None or len(codes) == n)
-                and (len(order) == 0 or int(order.max()) < n))
-    if not sizes_ok:
-        raise ValueError(f"field {name!r} has inconsistent array sizes")
-    return field
+    bounds, order = get("bounds", np.int64), get("order", np.uint32)
+    null_rows, nan_rows = get("null_rows", np.uint32), get("nan_rows", np.uint32)
+    codes, bitmaps = get("codes", np.int32, optional=True), get("bitmaps", np.uint8, optional=True)
+    assert bounds is not None and order is not None and null_rows is not None and nan_rows is not None
+    check(card == int(info["cardinality"]), "cardinality differs from the metadata")
+    check(bounds.shape == (card + 1,) and bounds[0] == 0 and bounds[-1] == len(order)
+          and bool(np.all(np.diff(bounds) >= 0)), "bad bounds")
+    for rows in (order, null_rows, nan_rows):
+        check(rows.ndim == 1 and (len(rows) == 0 or int(rows.max()) < n), "row offset out of range")
+    check(kind.startswith("list") or codes is not None, "missing codes")
+    if codes is not None:
+        check(codes.shape == (n,) and (n == 0 or (int(codes.min()) >= -2 and int(codes.max()) < card)),
+              "bad codes")
+    if bitmaps is not None:
+        check(bitmaps.shape == (card, (n + 7) // 8), "bad bitmaps shape")
+    return FieldIndex(kind, n, uniques, bounds, order, codes, null_rows, nan_rows, bitmaps)
 
 
 # ------------------------------------------------------------------------------ masks with index
@@ -377,23 +443,32 @@ def mask_with_index(node: Node, table: pa.Table, schema: pa.Schema, index: Attri
     return true
 
 
-def _truth(node: Node, index: AttributeIndex, get: Any, schema: pa.Schema) -> tuple[np.ndarray, np.ndarray]:
-    """``(is_true, is_false)`` masks: rows in neither are unknown (SQL NULL)."""
+def _truth(node: Node, index: AttributeIndex, get: Any, schema: pa.Schema) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(is_true, is_false)`` masks; rows in neither are unknown (SQL NULL). ``is_false`` is
+    None when no row is unknown (then it is ``~is_true``), which spares work without NULLs."""
     if isinstance(node, (And, Or)):
         parts = [_truth(c, index, get, schema) for c in node.operands]
-        ts, fs = [p[0] for p in parts], [p[1] for p in parts]
-        if isinstance(node, And):
-            return np.logical_and.reduce(ts), np.logical_or.reduce(fs)
-        return np.logical_or.reduce(ts), np.logical_and.reduce(fs)
+        ts = [p[0] for p in parts]
+        t = np.logical_and.reduce(ts) if isinstance(node, And) else np.logical_or.reduce(ts)
+        if all(p[1] is None for p in parts):
+            return t, None
+        fs = [~p[0] if p[1] is None else p[1] for p in parts]
+        return t, np.logical_or.reduce(fs) if isinstance(node, And) else np.logical_and.reduce(fs)
     if isinstance(node, Not):
         t, f = _truth(node.operand, index, get, schema)
-        return f, t
+        return (~t, None) if f is None else (f, t)
     answer = index.leaf(node)
     if answer is not None:
         t, unknown = answer
-        return t, ~(t | unknown)
+        return t, None if unknown is None else ~(t | unknown)
     result = lower(node, get, schema)
+    if _null_count(result) == 0:
+        return _true_rows(result), None
     return _true_rows(result), _true_rows(pc.invert(result))
+
+
+def _null_count(result: Any) -> int:
+    return 0 if isinstance(result, pa.Scalar) and result.is_valid else int(getattr(result, "null_count", 1))
 
 
 def _true_rows(result: Any) -> np.ndarray:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vecdb.errors import DataLoss, InvalidArgument
-from vecdb.storage.arrayfile import ALIGN, read_array_file, write_array_file
+from vecdb.storage.arrayfile import ALIGN, MAGIC, read_array_file, write_array_file
+from vecdb.storage.checksum import crc32c
 from vecdb.storage.io import FileIO
+from vecdb.storage.layout import FORMAT_VERSION
 
 
 def _arrays() -> dict[str, np.ndarray]:
@@ -85,3 +89,43 @@ def test_truncated(tmp_path: Path, keep: int) -> None:
 def test_missing(tmp_path: Path) -> None:
     with pytest.raises(DataLoss, match="missing"):
         read_array_file(tmp_path / "nope")
+
+
+def _forge(path: Path, header: object, payload: bytes = bytes(64)) -> None:
+    """A file with a correct checksum around an arbitrary header: only the parser stands guard."""
+    raw = json.dumps(header).encode()
+    body = struct.pack("<8sII", MAGIC, FORMAT_VERSION, len(raw)) + raw
+    body += bytes(-len(body) % ALIGN) + payload
+    path.write_bytes(body + struct.pack("<QI4s", len(body), crc32c(body), b"VDBE"))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"name": "a", "dtype": "|O", "shape": [1], "offset": 0, "nbytes": 8},  # objects
+        {"name": "a", "dtype": "<U2", "shape": [1], "offset": 0, "nbytes": 8},  # strings
+        {"name": "a", "dtype": "nonsense", "shape": [1], "offset": 0, "nbytes": 8},
+        {"name": "a", "dtype": "<f4", "shape": [-1], "offset": 0, "nbytes": 4},  # negative shape
+        {"name": "a", "dtype": "<f4", "shape": [32], "offset": 0, "nbytes": 128},  # past the end
+        {"name": "a", "dtype": "<f4", "shape": [2], "offset": 4, "nbytes": 8},  # misaligned
+        {"name": "a", "dtype": "<f4", "shape": [2], "offset": 0, "nbytes": 12},  # size mismatch
+        {"name": "a", "dtype": "<f4", "shape": [2**40, 2**40], "offset": 0, "nbytes": 0},  # overflow
+        {"name": "a", "dtype": "<f4", "shape": "x", "offset": 0, "nbytes": 8},
+        {"dtype": "<f4", "shape": [2], "offset": 0, "nbytes": 8},  # no name
+    ],
+)
+def test_forged_headers_are_rejected(tmp_path: Path, entry: dict) -> None:
+    _forge(tmp_path / "f", {"meta": {}, "arrays": [entry]})
+    with pytest.raises(DataLoss, match=str(tmp_path / "f")):
+        read_array_file(tmp_path / "f")
+
+
+def test_forged_structure_is_rejected(tmp_path: Path) -> None:
+    good = {"name": "a", "dtype": "<f4", "shape": [2], "offset": 0, "nbytes": 8}
+    for header in ([1, 2], {"meta": [], "arrays": []}, {"meta": {}}, {"meta": {}, "arrays": [good, good]}):
+        _forge(tmp_path / "f", header)
+        with pytest.raises(DataLoss):
+            read_array_file(tmp_path / "f")
+    _forge(tmp_path / "f", {"meta": {"ok": True}, "arrays": [good]})
+    meta, arrays = read_array_file(tmp_path / "f")
+    assert meta == {"ok": True} and arrays["a"].shape == (2,)

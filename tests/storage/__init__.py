@@ -1,0 +1,1 @@
+"""Storage layer tests: I/O seam, WAL, segments, array files, catalog, lock."""

@@ -76,6 +76,7 @@ class FaultyIO(FileIO):
 class _FileState:
     durable_size: int
     entry_durable: bool
+    synced: bool = False  # ever fsynced: a file never fsynced does not survive a power cut at all
 
 
 @dataclass
@@ -94,8 +95,9 @@ class PowerCutIO(FaultyIO):
     """A FileIO that can lose everything not yet durable: ``power_cut()``.
 
     Model: a file's bytes are durable up to the size at its last fsync; a new directory entry (a
-    creation, a rename's target, a removal) is durable once its directory is fsynced. Files that
-    existed before this object first touched them count as fully durable. Call ``power_cut()`` only
+    creation, a rename's target, a removal) is durable once its directory is fsynced; a file never
+    fsynced is lost entirely. Files that existed before this object first touched them count as
+    fully durable; directories (``makedirs``) are assumed durable. Call ``power_cut()`` only
     after abandoning every object that used this IO (their descriptors would point at rewound files).
     """
 
@@ -114,7 +116,7 @@ class PowerCutIO(FaultyIO):
         """The tracked state of ``key``, adopting an untracked existing file as fully durable."""
         state = self._files.get(key)
         if state is None and os.path.isfile(key):
-            state = _FileState(os.path.getsize(key), True)
+            state = _FileState(os.path.getsize(key), True, True)
             self._files[key] = state
         return state
 
@@ -140,6 +142,7 @@ class PowerCutIO(FaultyIO):
             state = self._state(self._key(path))
             if state is not None:
                 state.durable_size = os.fstat(fd).st_size
+                state.synced = True
 
     def _commit_dir(self, dir_key: str) -> None:
         for key, state in self._files.items():
@@ -169,7 +172,7 @@ class PowerCutIO(FaultyIO):
             old = self._state(dkey)
             backup = self._backup(dkey) if old is not None and old.entry_durable else None
             super()._os_rename(src, dst)
-            moved = _FileState(src_state.durable_size, False) if src_state else _FileState(0, False)
+            moved = _FileState(src_state.durable_size, False, src_state.synced) if src_state else _FileState(0, False)
             self._files.pop(skey, None)
             self._files[dkey] = moved
             self._pending.append(_PendingOp("rename", skey, dkey, src_state, backup, old))
@@ -193,7 +196,7 @@ class PowerCutIO(FaultyIO):
             for key, state in self._files.items():
                 if not os.path.exists(key):
                     continue
-                if not state.entry_durable:
+                if not (state.entry_durable and state.synced):
                     os.unlink(key)
                 elif os.path.getsize(key) > state.durable_size:
                     os.truncate(key, state.durable_size)

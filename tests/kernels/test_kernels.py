@@ -197,6 +197,25 @@ def test_unaligned_rows_are_handled(backend: str) -> None:
             np.testing.assert_allclose(got, R.distances(query, rows, metric), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_read_only_and_memory_mapped_rows(backend: str, tmp_path) -> None:
+    # segments hand the kernels read-only, memory-mapped arrays
+    rng = _rng(20)
+    rows = rng.standard_normal((40, 17)).astype(np.float32)
+    np.save(tmp_path / "rows.npy", rows)
+    mapped = np.load(tmp_path / "rows.npy", mmap_mode="r")
+    codes = np.frombuffer(R.pack_bits(rows > 0).tobytes(), dtype=np.uint64).reshape(40, 1)
+    assert not mapped.flags.writeable and not codes.flags.writeable
+    query = rng.standard_normal(17).astype(np.float32)
+    with using(backend):
+        np.testing.assert_allclose(K.distances(query, mapped, "l2"), R.distances(query, rows, "l2"), rtol=1e-5)
+        np.testing.assert_allclose(
+            K.distances_at(query, mapped, [5, 1], "cosine"), R.distances_at(query, rows, [5, 1], "cosine"),
+            rtol=1e-5, atol=1e-6,
+        )
+        np.testing.assert_array_equal(K.hamming(codes[3].copy(), codes), R.hamming(codes[3], codes))
+
+
 # ---------------------------------------------------------------------------------------------
 # binary and multi-bit codes
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,3 +121,44 @@ def test_recovery_that_crashes_while_cutting_a_torn_tail(tmp_path: Path) -> None
         wal.close()
 
     _sweep(tmp_path, setup, action, check)
+
+
+def test_concurrent_appenders_lose_nothing_acknowledged_at_random_crash_points(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    crashed = 0
+    for trial in range(8):
+        d = tmp_path / f"t{trial}"
+        io = CrashingIO(crash_at=int(rng.integers(5, 120)))
+        wal = WriteAheadLog(d, io, file_bytes=300)
+        list(wal.recover())
+        acked: dict[int, bytes] = {}
+        attempted: set[bytes] = set()
+        lock = threading.Lock()
+
+        def worker(t: int, wal: WriteAheadLog = wal, acked: dict = acked, attempted: set = attempted,
+                   lock: threading.Lock = lock) -> None:
+            for i in range(10):
+                payload = f"{t}-{i}".encode() * 5
+                with lock:
+                    attempted.add(payload)
+                try:
+                    lsn = wal.append(1, payload)
+                except SimulatedCrash:
+                    return
+                with lock:
+                    acked[lsn] = payload
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        crashed += io.crashed
+        io.power_cut()
+        check = WriteAheadLog(d, FileIO())
+        recs = {r.lsn: r.payload for r in check.recover()}
+        assert sorted(recs) == list(range(1, len(recs) + 1)), trial
+        assert all(recs.get(lsn) == payload for lsn, payload in acked.items()), trial
+        assert set(recs.values()) <= attempted
+        check.close()
+    assert crashed >= 4

@@ -130,9 +130,15 @@ def filters(max_leaves: int = 6) -> st.SearchStrategy[str]:
 # ---------------------------------------------------------------------------------- the oracle
 
 
+_ROWS: dict[int, tuple[pa.Table, list[dict]]] = {}  # the rows of each table, converted once
+
+
 def oracle_mask(node: Node, table: pa.Table) -> np.ndarray:
     """Evaluate a compiled (typed) tree row by row in pure Python; True only where TRUE."""
-    rows = table.to_pylist()
+    key = id(table)
+    if key not in _ROWS or _ROWS[key][0] is not table:
+        _ROWS[key] = (table, table.to_pylist())
+    rows = _ROWS[key][1]
     return np.array([_eval(node, row) is True for row in rows], dtype=bool)
 
 

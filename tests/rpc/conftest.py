@@ -100,9 +100,7 @@ def _certificate(subject: str, key: Any, issuer_name: Any, issuer_key: Any, *, c
     )
     if san:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
             critical=False,
         )
     return builder.sign(issuer_key or key, hashes.SHA256())

@@ -21,9 +21,7 @@ from vecdb.types import SearchResult
 class FakeCollection:
     """Exact search over rows kept in a dict; enough behaviour to check what crosses the wire."""
 
-    def __init__(
-        self, name: str, dim: int, metric: str, index: Any, quantization: Any, schema: Any, mt: bool
-    ):
+    def __init__(self, name: str, dim: int, metric: str, index: Any, quantization: Any, schema: Any, mt: bool):
         self.name, self.dim, self.metric = name, dim, metric
         self.index = index or Flat()
         self.quantization = quantization

@@ -58,9 +58,7 @@ def test_metric_default_is_cosine() -> None:
 
 def test_upsert_table_and_ipc_round_trip() -> None:
     vectors = np.arange(6, dtype=np.float64).reshape(3, 2)
-    table = convert.upsert_table(
-        np.array([3, 1, 2]), vectors, {"year": [2020, 2021, None], "tags": [["a"], [], None]}
-    )
+    table = convert.upsert_table(np.array([3, 1, 2]), vectors, {"year": [2020, 2021, None], "tags": [["a"], [], None]})
     back = convert.ipc_to_table(convert.table_to_ipc(table))
     assert back.equals(table)
     assert back.column_names == ["id", "vector", "year", "tags"]
@@ -97,9 +95,7 @@ def test_index_configs_round_trip(config) -> None:
     assert convert.index_from_proto(wire) == config
 
 
-@pytest.mark.parametrize(
-    "config", [SQ(), SQ(bits=16), PQ(m=8, bits=4, opq=True), BEBR(), BEBR(bits=2, dim_out=64)]
-)
+@pytest.mark.parametrize("config", [SQ(), SQ(bits=16), PQ(m=8, bits=4, opq=True), BEBR(), BEBR(bits=2, dim_out=64)])
 def test_quantization_configs_round_trip(config) -> None:
     message = pb.QuantizationConfig()
     convert.quantization_to_proto(config, message)
@@ -138,3 +134,24 @@ def test_search_result_round_trip() -> None:
     assert back.stats == {"plan": "exact", "scored": 7, "ok": True}
     empty = convert.search_result_from_proto(pb.SearchResponse(num_queries=0, k=10))
     assert empty.ids.shape == (0, 10)
+
+
+def test_upsert_framing_matches_protobuf() -> None:
+    table = convert.upsert_table(np.arange(3), np.ones((3, 4)), {"lang": ["en", "fr", "de"]})
+    fast = convert.encode_upsert_request(table, "docs", "acme")
+    parsed = pb.UpsertRequest.FromString(fast)
+    assert (parsed.collection, parsed.tenant) == ("docs", "acme")
+    assert convert.ipc_to_table(parsed.arrow_ipc).equals(table)
+    # and protobuf's own encoding (plus an unknown field of every wire type) decodes to the same frame
+    unknown = bytes([9 << 3 | 0, 1, 10 << 3 | 1]) + b"\0" * 8 + bytes([11 << 3 | 5]) + b"\0" * 4
+    slow = pb.UpsertRequest(collection="docs", arrow_ipc=convert.table_to_ipc(table), tenant="acme")
+    frame = convert.decode_upsert_request(slow.SerializeToString() + unknown)
+    assert (frame.collection, frame.tenant) == ("docs", "acme")
+    assert convert.ipc_to_table(frame.arrow_ipc).equals(table)
+    assert convert.decode_upsert_request(b"") == convert.UpsertFrame("", memoryview(b""), "")
+
+
+@pytest.mark.parametrize("data", [b"\x12\x05abc", b"\xff" * 11, b"\x0b", b"\x0a\x01\xff", b"\x00", b"\x09\x00"])
+def test_malformed_upsert_bytes(data: bytes) -> None:
+    assert isinstance(convert.decode_upsert_request(data), convert.MalformedRequest)
+    assert isinstance(convert.safe_deserializer(pb.SearchRequest)(b"\xff" * 11), convert.MalformedRequest)

@@ -56,6 +56,23 @@ def test_status_codes_on_the_raw_stub(fake_server) -> None:
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_malformed_request_bytes_are_invalid_argument(fake_server) -> None:
+    """Bytes that are not a valid message: INVALID_ARGUMENT on every method, and the server stays up."""
+    from vecdb.rpc.auth import METHOD_SCOPES
+
+    garbage = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff"
+    with grpc.insecure_channel(fake_server.uri.removeprefix("grpc://")) as channel:
+        for method in METHOD_SCOPES:
+            path = f"/vecdb.v1.VecdbService/{method}"
+            call = channel.stream_unary(path) if method == "UpsertStream" else channel.unary_unary(path)
+            with pytest.raises(grpc.RpcError) as info:
+                call(iter([garbage]) if method == "UpsertStream" else garbage, timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT, method
+    db = connect_remote(fake_server.uri)
+    assert db.list_collections() == []
+    db.close()
+
+
 def test_round_trip_through_the_fake(fake_server) -> None:
     db = connect_remote(fake_server.uri)
     col = db.create_collection("docs", 3, metric="l2", schema={"year": "int32"})
@@ -278,9 +295,7 @@ def test_tls_and_mutual_tls(start_server, tls_files) -> None:
     uri = f"grpc://localhost:{mtls.server.port}"
     with pytest.raises(errors.Unavailable):
         connect_remote(uri, tls=str(tls_files.ca), retries=0).list_collections()  # no client cert
-    good = connect_remote(
-        uri, tls=TLSConfig(ca=tls_files.ca, cert=tls_files.client_cert, key=tls_files.client_key)
-    )
+    good = connect_remote(uri, tls=TLSConfig(ca=tls_files.ca, cert=tls_files.client_cert, key=tls_files.client_key))
     assert good.list_collections() == []
     good.close()
 
@@ -296,9 +311,7 @@ def test_reflection_is_off_by_default(start_server) -> None:
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     on = start_server(reflection=True)
     with grpc.insecure_channel(f"127.0.0.1:{on.server.port}") as channel:
-        replies = list(
-            reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request]))
-        )
+        replies = list(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(iter([request])))
         names = {s.name for s in replies[0].list_services_response.service}
         assert "vecdb.v1.VecdbService" in names
 

@@ -69,9 +69,7 @@ class Principal:
 
 # The open server (no key file) acts for an unconfined admin.
 OPEN_PRINCIPAL = Principal(name="anonymous", scope="admin")
-CURRENT_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar(
-    "vecdb_principal", default=OPEN_PRINCIPAL
-)
+CURRENT_PRINCIPAL: contextvars.ContextVar[Principal] = contextvars.ContextVar("vecdb_principal", default=OPEN_PRINCIPAL)
 
 
 def _parse_expiry(value: Any, label: str) -> dt.datetime | None:
@@ -114,9 +112,7 @@ class KeyRing:
             label = str(item.get("name", f"key#{i}"))
             scope = item.get("scope")
             if scope not in _RANK:
-                raise InvalidArgument(
-                    f"key {label!r}: scope must be one of {', '.join(SCOPES)}, got {scope!r}"
-                )
+                raise InvalidArgument(f"key {label!r}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
             if "key" in item:
                 secret = str(item["key"])
                 if len(secret) < 16:

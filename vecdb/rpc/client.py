@@ -122,6 +122,15 @@ class _Transport:
                 channel_options.append(("grpc.ssl_target_name_override", tls_config.server_name))
             self.channel = grpc.secure_channel(target, tls_config.credentials(), options=channel_options)
         self.stub = pb_grpc.VecdbServiceStub(self.channel)
+        # Upserts go out pre-serialized (convert.encode_upsert_request): one copy of the payload.
+        self.raw_methods: dict[str, Callable[..., Any]] = {
+            "Upsert": self.channel.unary_unary(
+                "/vecdb.v1.VecdbService/Upsert", response_deserializer=pb.UpsertResponse.FromString
+            ),
+            "UpsertStream": self.channel.stream_unary(
+                "/vecdb.v1.VecdbService/UpsertStream", response_deserializer=pb.UpsertResponse.FromString
+            ),
+        }
         # Per-call metadata rather than call credentials: it also works over plaintext on localhost.
         self.metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
         self.timeout = timeout
@@ -129,7 +138,7 @@ class _Transport:
 
     def call(self, name: str, request: Any, *, idempotent: bool, timeout: float | None = None) -> Any:
         """Invoke unary method ``name``; map failures to vecdb errors; retry UNAVAILABLE if idempotent."""
-        method: Callable[..., Any] = getattr(self.stub, name)
+        method: Callable[..., Any] = self.raw_methods.get(name) or getattr(self.stub, name)
         attempts = self.retries + 1 if idempotent else 1
         delay = 0.05
         for attempt in range(attempts):
@@ -146,7 +155,8 @@ class _Transport:
     def stream(self, name: str, requests: Iterator[Any]) -> Any:
         """Invoke client-streaming method ``name`` (never retried: a prefix may have been applied)."""
         try:
-            return getattr(self.stub, name)(requests, timeout=self.timeout, metadata=self.metadata)
+            method = self.raw_methods.get(name) or getattr(self.stub, name)
+            return method(requests, timeout=self.timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise error_from_rpc(err) from None
 
@@ -202,15 +212,11 @@ class RemoteCollection:
         table = convert.upsert_table(ids, vectors, attributes)
         chunks = list(_chunks(table, self.chunk_bytes, self.chunk_rows))
         if len(chunks) == 1 and not progress:
-            request = pb.UpsertRequest(
-                collection=self.name, arrow_ipc=convert.table_to_ipc(table), tenant=tenant or ""
-            )
+            request = convert.encode_upsert_request(table, self.name, tenant or "")
             return int(self._t.call("Upsert", request, idempotent=True).upserted)
         return int(self._t.stream("UpsertStream", self._stream(chunks, tenant, progress)).upserted)
 
-    def _stream(
-        self, chunks: list[pa.Table], tenant: str | None, progress: bool
-    ) -> Iterator[pb.UpsertRequest]:
+    def _stream(self, chunks: list[pa.Table], tenant: str | None, progress: bool) -> Iterator[bytes]:
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -218,11 +224,10 @@ class RemoteCollection:
             bar = tqdm(total=sum(c.num_rows for c in chunks), unit="vec", desc=f"upsert {self.name}")
         try:
             for i, chunk in enumerate(chunks):
-                yield pb.UpsertRequest(
-                    collection=self.name if i == 0 else "",
-                    arrow_ipc=convert.table_to_ipc(chunk),
-                    tenant=(tenant or "") if i == 0 else "",
-                )
+                if i == 0:
+                    yield convert.encode_upsert_request(chunk, self.name, tenant or "")
+                else:
+                    yield convert.encode_upsert_request(chunk)
                 if bar is not None:
                     bar.update(chunk.num_rows)
         finally:

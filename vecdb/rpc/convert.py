@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from google.protobuf.message import DecodeError
 
 from vecdb.config import config_from_dict, config_to_dict
 from vecdb.errors import InvalidArgument
@@ -133,7 +134,7 @@ def table_to_ipc(table: pa.Table | pa.RecordBatch) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def ipc_to_table(data: bytes, what: str = "arrow_ipc") -> pa.Table:
+def ipc_to_table(data: bytes | memoryview, what: str = "arrow_ipc") -> pa.Table:
     """Arrow IPC stream bytes -> a table; anything unreadable is InvalidArgument."""
     if not data:
         raise InvalidArgument(f"{what} is empty")
@@ -219,6 +220,123 @@ def chunk_table(table: pa.Table, max_bytes: int) -> Iterator[pa.Table]:
     step = max(1, max_bytes // row_bytes)
     for start in range(0, table.num_rows, step):
         yield table.slice(start, step)
+
+
+# ---------------------------------------------------------------- request framing
+
+
+@dataclasses.dataclass(frozen=True)
+class MalformedRequest:
+    """What a deserializer returns for bytes that are not a valid message (answered INVALID_ARGUMENT).
+
+    gRPC would answer INTERNAL for a deserializer that raises; bad input is the caller's fault.
+    """
+
+    error: str
+
+
+def safe_deserializer(message_class: Any) -> Callable[[bytes], Any]:
+    """``message_class.FromString`` that returns ``MalformedRequest`` instead of raising."""
+
+    def parse(data: bytes) -> Any:
+        try:
+            return message_class.FromString(data)
+        except (DecodeError, ValueError, RuntimeError) as exc:
+            return MalformedRequest(f"malformed {message_class.__name__}: {exc}")
+
+    return parse
+
+
+@dataclasses.dataclass(frozen=True)
+class UpsertFrame:
+    """A decoded ``UpsertRequest`` whose Arrow payload is a view of the received bytes (no copy)."""
+
+    collection: str
+    arrow_ipc: memoryview
+    tenant: str
+
+
+_LEN = 2  # protobuf wire type of length-delimited fields
+_UPSERT_IPC_TAG = bytes([2 << 3 | _LEN])  # UpsertRequest.arrow_ipc = 2
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(data) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+
+
+def encode_upsert_request(table: pa.Table, collection: str = "", tenant: str = "") -> bytes:
+    """Serialize an ``UpsertRequest`` carrying ``table`` with one copy of the payload.
+
+    Byte-compatible with protobuf's own encoding (fields 1 and 3 first, then field 2); going through
+    the message class would copy a multi-megabyte payload three more times.
+    """
+    header = pb.UpsertRequest(collection=collection, tenant=tenant).SerializeToString()
+    sizer = pa.MockOutputStream()
+    with pa.ipc.new_stream(sizer, table.schema) as writer:
+        writer.write(table)
+    size = sizer.size()
+    prefix = header + _UPSERT_IPC_TAG + _varint(size)
+    buffer = pa.allocate_buffer(len(prefix) + size)
+    sink = pa.FixedSizeBufferWriter(buffer)
+    sink.write(prefix)
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write(table)
+    return buffer.to_pybytes()
+
+
+def decode_upsert_request(data: bytes) -> UpsertFrame | MalformedRequest:
+    """Parse ``UpsertRequest`` bytes without copying the Arrow payload; never raises."""
+    view = memoryview(data)
+    fields: dict[int, memoryview] = {}
+    pos = 0
+    try:
+        while pos < len(view):
+            key, pos = _read_varint(view, pos)
+            number, wire_type = key >> 3, key & 7
+            if number == 0:
+                raise ValueError("field number 0")
+            if wire_type == 0:
+                _, pos = _read_varint(view, pos)
+            elif wire_type == 1 or wire_type == 5:
+                pos += 8 if wire_type == 1 else 4
+            elif wire_type == _LEN:
+                length, pos = _read_varint(view, pos)
+                if pos + length > len(view):
+                    raise ValueError("length-delimited field runs past the end")
+                fields[number] = view[pos : pos + length]  # the last occurrence wins, as in protobuf
+                pos += length
+            else:
+                raise ValueError(f"unsupported wire type {wire_type}")
+        if pos > len(view):
+            raise ValueError("truncated fixed-width field")
+        return UpsertFrame(
+            collection=bytes(fields.get(1, b"")).decode("utf-8"),
+            arrow_ipc=fields.get(2, memoryview(b"")),
+            tenant=bytes(fields.get(3, b"")).decode("utf-8"),
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        return MalformedRequest(f"malformed UpsertRequest: {exc}")
 
 
 # ---------------------------------------------------------------- configs
@@ -324,9 +442,7 @@ def collection_from_proto(message: pb.CollectionInfo) -> CollectionSpec:
         dim=message.dim,
         metric=metric_from_proto(message.metric),
         index=index_from_proto(message.index) if message.HasField("index") else None,
-        quantization=(
-            quantization_from_proto(message.quantization) if message.HasField("quantization") else None
-        ),
+        quantization=(quantization_from_proto(message.quantization) if message.HasField("quantization") else None),
         schema=dict(message.schema),
         multi_tenant=message.multi_tenant,
     )

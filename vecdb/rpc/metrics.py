@@ -109,9 +109,7 @@ class DatabaseCollector:
         db = self._get_database()
         if db is None:
             return
-        vectors = GaugeMetricFamily(
-            "vecdb_collection_vectors", "Live vectors per collection", labels=["collection"]
-        )
+        vectors = GaugeMetricFamily("vecdb_collection_vectors", "Live vectors per collection", labels=["collection"])
         segments = GaugeMetricFamily(
             "vecdb_collection_segments", "Sealed segments per collection", labels=["collection"]
         )

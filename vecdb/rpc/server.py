@@ -35,6 +35,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["VecdbService"].full_name
 # Responses (a big get, a search with attributes) may legitimately exceed the request limit.
 MAX_SEND_BYTES = 1024 * MIB
 
+STREAM_WINDOW_BYTES = 8 * MIB  # two client stream messages in flight
+
 R = TypeVar("R")
 
 
@@ -79,6 +81,8 @@ def _rpc(method: Callable[..., R]) -> Callable[..., R]:
     @functools.wraps(method)
     def wrapper(self: VecdbServicer, request: Any, context: grpc.ServicerContext) -> R:
         try:
+            if isinstance(request, convert.MalformedRequest):
+                raise errors.InvalidArgument(request.error)
             _check_deadline(context)
             return method(self, request, context)
         except errors.VecdbError as exc:
@@ -124,18 +128,14 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
         return self._holder.get().collection(name)
 
     @_rpc
-    def CreateCollection(
-        self, request: pb.CreateCollectionRequest, context: Any
-    ) -> pb.CreateCollectionResponse:
+    def CreateCollection(self, request: pb.CreateCollectionRequest, context: Any) -> pb.CreateCollectionResponse:
         col = self._holder.get().create_collection(
             request.name,
             request.dim,
             metric=convert.metric_from_proto(request.metric),
             index=convert.index_from_proto(request.index) if request.HasField("index") else None,
             quantization=(
-                convert.quantization_from_proto(request.quantization)
-                if request.HasField("quantization")
-                else None
+                convert.quantization_from_proto(request.quantization) if request.HasField("quantization") else None
             ),
             schema=dict(request.schema) or None,
             multi_tenant=request.multi_tenant,
@@ -161,44 +161,40 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
 
     @_rpc
     def CollectionStats(self, request: pb.CollectionStatsRequest, context: Any) -> pb.CollectionStatsResponse:
-        return pb.CollectionStatsResponse(
-            stats_json=convert.to_json(self._collection(request.collection).stats())
-        )
+        return pb.CollectionStatsResponse(stats_json=convert.to_json(self._collection(request.collection).stats()))
 
     @_rpc
     def Count(self, request: pb.CountRequest, context: Any) -> pb.CountResponse:
-        return pb.CountResponse(
-            count=int(self._collection(request.collection).count(**_tenant(request.tenant)))
-        )
+        return pb.CountResponse(count=int(self._collection(request.collection).count(**_tenant(request.tenant))))
 
     @_rpc
     def Optimize(self, request: pb.OptimizeRequest, context: Any) -> pb.OptimizeResponse:
         self._collection(request.collection).optimize()
         return pb.OptimizeResponse()
 
-    def _upsert_message(self, col: Any, request: pb.UpsertRequest, tenant: dict[str, str]) -> int:
+    def _upsert_message(self, col: Any, request: convert.UpsertFrame, tenant: dict[str, str]) -> int:
         table = convert.ipc_to_table(request.arrow_ipc)
         self._limits.check_rows(table.num_rows)
         # The engine reads id/vector/attribute columns and validates them exactly as in embedded mode.
         return int(col.upsert(table, **tenant))
 
     @_rpc
-    def Upsert(self, request: pb.UpsertRequest, context: Any) -> pb.UpsertResponse:
+    def Upsert(self, request: convert.UpsertFrame, context: Any) -> pb.UpsertResponse:
         col = self._collection(request.collection)
         return pb.UpsertResponse(upserted=self._upsert_message(col, request, _tenant(request.tenant)))
 
     @_rpc
-    def UpsertStream(self, request_iterator: Iterator[pb.UpsertRequest], context: Any) -> pb.UpsertResponse:
+    def UpsertStream(self, request_iterator: Iterator[convert.UpsertFrame], context: Any) -> pb.UpsertResponse:
         col = None
         name = ""
         tenant: dict[str, str] = {}
         total = 0
         for request in request_iterator:
+            if isinstance(request, convert.MalformedRequest):
+                raise errors.InvalidArgument(request.error)
             if col is None:
                 if not request.collection:
-                    raise errors.InvalidArgument(
-                        "the first message of an upsert stream must name the collection"
-                    )
+                    raise errors.InvalidArgument("the first message of an upsert stream must name the collection")
                 name = request.collection
                 col = self._collection(name)
                 tenant = _tenant(request.tenant)
@@ -250,6 +246,32 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
     def ServerInfo(self, request: pb.ServerInfoRequest, context: Any) -> pb.ServerInfoResponse:
         info = self._server_info()
         return pb.ServerInfoResponse(version=str(info.get("version", "")), info_json=convert.to_json(info))
+
+
+def add_servicer(servicer: VecdbServicer, server: grpc.Server) -> None:
+    """Register VecdbService like the generated helper, with two differences in request decoding.
+
+    Malformed request bytes become ``MalformedRequest`` (answered INVALID_ARGUMENT) instead of a
+    deserializer exception (which gRPC answers INTERNAL), and upserts are decoded without copying
+    their Arrow payload.
+    """
+    service = pb.DESCRIPTOR.services_by_name["VecdbService"]
+    handlers: dict[str, grpc.RpcMethodHandler] = {}
+    for method in service.methods:
+        request_class = getattr(pb, method.input_type.name)
+        response_class = getattr(pb, method.output_type.name)
+        if request_class is pb.UpsertRequest:
+            deserializer: Callable[[bytes], Any] = convert.decode_upsert_request
+        else:
+            deserializer = convert.safe_deserializer(request_class)
+        make = grpc.stream_unary_rpc_method_handler if method.client_streaming else grpc.unary_unary_rpc_method_handler
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=deserializer,
+            response_serializer=response_class.SerializeToString,
+        )
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
 
 
 def _is_loopback(host: str) -> bool:
@@ -349,10 +371,13 @@ class VecdbServer:
                 ("grpc.max_receive_message_length", limits.max_message_bytes),
                 ("grpc.max_send_message_length", MAX_SEND_BYTES),
                 ("grpc.so_reuseport", 0),  # a second server on the same port must fail, not share it
+                # Let a streaming client send the next upsert message while the engine fsyncs the
+                # current one (the default window starts at 64 KiB and grows only slowly).
+                ("grpc.http2.lookahead_bytes", STREAM_WINDOW_BYTES),
             ],
         )
         servicer = VecdbServicer(self.holder, limits, lambda: runtime_info(self.holder.db, limits))
-        pb_grpc.add_VecdbServiceServicer_to_server(servicer, server)
+        add_servicer(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection:
             from grpc_reflection.v1alpha import reflection

@@ -202,7 +202,7 @@ class Collection:
             with self._cond:
                 if self._state is None:
                     self._state = CollectionState(
-                        segments=tuple(SegmentView(s, s.deleted) for s in self._segments),
+                        segments=tuple(SegmentView.of(s) for s in self._segments),
                         mems=(*(m.snapshot() for m, _ in self._frozen), self._mem.snapshot()),
                         dim=self.dim,
                         metric=self.metric,
@@ -240,7 +240,7 @@ class Collection:
     def count(self) -> int:
         """Live rows."""
         state = self.state()
-        in_segments = sum(v.segment.num_rows - int(v.deleted.sum()) for v in state.segments)
+        in_segments = sum(v.live for v in state.segments)
         return int(in_segments + sum(int(m.live.sum()) for m in state.mems))
 
     def _check_include(self, include: Sequence[str] | str | None) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecdb import kernels
+from vecdb.engine import planner
 from vecdb.engine.segments import SealedSegment
 from vecdb.index.flat import exact_search
 from vecdb.storage.memtable import MemSnapshot
@@ -22,10 +23,23 @@ FILTER_CACHE_SIZE = 16
 
 @dataclass(frozen=True)
 class SegmentView:
-    """A segment with the deletion mask that was current when the state was taken."""
+    """A segment with the deletion mask that was current when the state was taken.
+
+    ``allowed`` (None when nothing is deleted) and ``live`` are computed once per state, not per
+    query: the per-call path must stay a few microseconds of Python.
+    """
 
     segment: SealedSegment
     deleted: np.ndarray
+    allowed: np.ndarray | None
+    live: int
+
+    @classmethod
+    def of(cls, segment: SealedSegment) -> SegmentView:
+        deleted = segment.deleted
+        if segment.deleted_count:
+            return cls(segment, deleted, ~deleted, segment.num_rows - segment.deleted_count)
+        return cls(segment, deleted, None, segment.num_rows)
 
 
 @dataclass(frozen=True)
@@ -63,22 +77,22 @@ def search_state(
     part_d: list[np.ndarray] = []
     plans: list[str] = []
     matching = 0
-    exact = bool(params.get("exact", False))
     for view in state.segments:
         seg = view.segment
         if seg.num_rows == 0:
             continue
-        allowed = None if not view.deleted.any() else ~view.deleted
+        before = matching
+        allowed = view.allowed
         if compiled is not None:
             fmask = _filter_mask(seg, seg.table, compiled)
             allowed = fmask if allowed is None else (fmask & allowed)
-        matching += seg.num_rows if allowed is None else int(allowed.sum())
-        if seg.index is not None and not exact:
-            offsets, dists = seg.index.search(queries, k, params, allowed)
-            plans.append(seg.index.kind)
+            matching += int(np.count_nonzero(allowed))
         else:
-            offsets, dists = exact_search(queries, seg.vectors, state.metric, k, allowed)
-            plans.append("exact")
+            matching += view.live
+        count = matching - before
+        plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params)
+        offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed)
+        plans.append(used)
         part_ids.append(np.where(offsets >= 0, seg.ids[np.maximum(offsets, 0)], -1))
         part_d.append(dists)
     for mem in state.mems:
@@ -100,7 +114,13 @@ def search_state(
     else:
         ids, dists = kernels.merge_topk(part_ids, part_d, k)
     filled = int((ids >= 0).sum(axis=1).min()) if ids.size else 0
-    stats = {"plans": plans, "matching_rows": matching, "complete": filled >= min(k, matching)}
+    total = sum(v.segment.num_rows for v in state.segments) + sum(m.num_rows for m in state.mems)
+    stats = {
+        "plans": plans,
+        "matching_rows": matching,
+        "estimated_selectivity": matching / total if total else 0.0,
+        "complete": filled >= min(k, matching),
+    }
     attributes = gather_rows(state, ids.reshape(-1), include, keep_missing=True) if include else None
     if attributes is not None:
         attributes = attributes.drop_columns(["id"])

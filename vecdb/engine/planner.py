@@ -1,0 +1,72 @@
+"""The search planner: per segment, from the filter's row mask, pick how to search.
+
+Strategies (``res.stats["plans"]`` names the one each segment used):
+
+* ``exact``: score only the matching rows (gathered) — when few rows match, this is both exact and
+  cheaper than any traversal;
+* ``<index>-filtered``: the index traverses through non-matching rows and returns only matching
+  ones (HNSW ACORN-style / IVF extra probes) — for moderately selective filters;
+* ``<index>``: plain index search with the mask checked on the way out — when almost all rows match.
+
+Whatever the strategy, the planner guarantees ``min(k, matching)`` results: an index answer that
+comes back short is redone exactly over the matching rows (``+fallback``), never silently under-filled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vecdb.index.flat import exact_search
+
+# Below this many matching rows an exact scan of them beats any index traversal.
+EXACT_MAX_ROWS = 4096
+# Below this fraction of matching rows an exact scan is chosen too (graph walks waste their work).
+EXACT_MAX_SELECTIVITY = 0.02
+# Above this fraction the filter is applied as a plain post-filter by the index.
+POST_FILTER_SELECTIVITY = 0.9
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    strategy: str
+    matching: int
+    selectivity: float
+
+
+def choose(index: Any, n_rows: int, matching: int, filtered: bool, params: Mapping[str, Any]) -> SegmentPlan:
+    """Pick the strategy for one segment with ``matching`` allowed rows out of ``n_rows``."""
+    selectivity = matching / n_rows if n_rows else 0.0
+    if index is None or params.get("exact"):
+        return SegmentPlan("exact", matching, selectivity)
+    if filtered and (matching <= EXACT_MAX_ROWS or selectivity <= EXACT_MAX_SELECTIVITY):
+        return SegmentPlan("exact", matching, selectivity)
+    if filtered and selectivity < POST_FILTER_SELECTIVITY:
+        return SegmentPlan(f"{index.kind}-filtered", matching, selectivity)
+    return SegmentPlan(index.kind, matching, selectivity)
+
+
+def run(
+    plan: SegmentPlan,
+    index: Any,
+    vectors: np.ndarray,
+    metric: str,
+    queries: np.ndarray,
+    k: int,
+    params: Mapping[str, Any],
+    allowed: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Execute ``plan``; returns (offsets, distances, strategy actually used)."""
+    if plan.strategy == "exact":
+        offsets, dists = exact_search(queries, vectors, metric, k, allowed)
+        return offsets, dists, "exact"
+    offsets, dists = index.search(queries, k, params, allowed)
+    want = min(k, plan.matching)
+    if want and int((offsets >= 0).sum(axis=1).min()) < want:
+        # The traversal could not reach enough matching rows: answer exactly instead.
+        offsets, dists = exact_search(queries, vectors, metric, k, allowed)
+        return offsets, dists, plan.strategy + "+fallback"
+    return offsets, dists, plan.strategy

@@ -21,13 +21,13 @@ def _sweep(tmp_path: Path, setup: Callable[[Path], None], action: Callable[[Path
     """Run ``action`` once cleanly to count its operations, then crash it at each one in turn."""
     clean = tmp_path / "clean"
     setup(clean)
-    io = CrashingIO()
+    io = CrashingIO(real_fsync=False)
     action(clean, io)
     total = io.ops
     for crash_at in range(total):
         d = tmp_path / f"crash{crash_at}"
         setup(d)
-        io = CrashingIO(crash_at=crash_at)
+        io = CrashingIO(crash_at=crash_at, real_fsync=False)
         with contextlib.suppress(SimulatedCrash):
             action(d, io)
         assert io.crashed, crash_at
@@ -128,7 +128,7 @@ def test_concurrent_appenders_lose_nothing_acknowledged_at_random_crash_points(t
     crashed = 0
     for trial in range(8):
         d = tmp_path / f"t{trial}"
-        io = CrashingIO(crash_at=int(rng.integers(5, 120)))
+        io = CrashingIO(crash_at=int(rng.integers(5, 120)), real_fsync=False)
         wal = WriteAheadLog(d, io, file_bytes=300)
         list(wal.recover())
         acked: dict[int, bytes] = {}

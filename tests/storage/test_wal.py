@@ -30,6 +30,10 @@ class CountingIO(FileIO):
         super()._fsync_file(file)
 
 
+# Parsing and repair tests need no real fsync (durability is what the seam tests simulate).
+FAST = FaultyIO(real_fsync=False)
+
+
 def _open(directory: Path, io: FileIO | None = None, after: int = 0, **kw: int) -> tuple[WriteAheadLog, list]:
     wal = WriteAheadLog(directory, io or FileIO(), **kw)
     return wal, list(wal.recover(after))
@@ -40,7 +44,7 @@ def _payload(i: int) -> bytes:
 
 
 def _fill(directory: Path, n: int, **kw: int) -> list[int]:
-    wal, _ = _open(directory, **kw)
+    wal, _ = _open(directory, FAST, **kw)
     lsns = [wal.append(i % 7, _payload(i)) for i in range(n)]
     wal.close()
     return lsns
@@ -151,7 +155,7 @@ def test_truncation_at_every_byte_of_the_last_record(tmp_path: Path) -> None:
         d = tmp_path / f"cut{cut}"
         d.mkdir()
         (d / log_file.name).write_bytes(data[:cut])
-        wal, recs = _open(d)
+        wal, recs = _open(d, FAST)
         assert [r.payload for r in recs] == [_payload(i) for i in range(5)], cut
         assert (d / log_file.name).stat().st_size == last_start  # the torn tail was cut off
         assert wal.append(1, b"next") == 6
@@ -349,7 +353,7 @@ def test_random_damage_gives_a_prefix_or_data_loss(tmp_path: Path) -> None:
             del data[off:]
         victim.write_bytes(bytes(data))
         try:
-            wal, recs = _open(d)
+            wal, recs = _open(d, FAST)
         except DataLoss as exc:
             assert victim.name in str(exc) or "missing" in str(exc)
             outcomes["dataloss"] += 1

@@ -25,6 +25,7 @@ class FaultyIO(FileIO):
     The write that crosses the budget is torn: its prefix reaches the file, then ``OSError(error)``
     is raised. ``fail_fsync=True`` makes every fsync raise EIO (an int picks another errno).
     ``heal()`` removes both faults. ``bytes_written`` and ``fsyncs`` count what got through.
+    ``real_fsync=False`` skips the system call (tests whose durability is simulated run faster).
     """
 
     def __init__(
@@ -32,8 +33,10 @@ class FaultyIO(FileIO):
         fail_after_bytes: int | None = None,
         error: int = errno.ENOSPC,
         fail_fsync: bool | int = False,
+        real_fsync: bool = True,
     ) -> None:
         self.fail_after_bytes = fail_after_bytes
+        self.real_fsync = real_fsync
         self.error = error
         self.fail_fsync = fail_fsync
         self.bytes_written = 0
@@ -68,7 +71,8 @@ class FaultyIO(FileIO):
         if self.fail_fsync is not False:
             code = errno.EIO if self.fail_fsync is True else int(self.fail_fsync)
             raise self._fail(code, path)
-        os.fsync(fd)
+        if self.real_fsync:
+            os.fsync(fd)
         self.fsyncs += 1
 
 

@@ -82,7 +82,8 @@ void vdb_bitplane_ip_sym_u64(const uint64_t *qplanes, const uint64_t *codes, con
  * Asymmetric bit-plane inner product through a byte lookup table: lut (w*8, 256) float32 (see
  * reference.bitplane_lut), codes (n, u, w) uint64, cw (u,) -> out (n,) float32 =
  *   -sum_j cw[j] * (2 * S_j - query_sum),  S_j = sum_B lut[B, byte B of plane j].
- * Accumulator: float32 partial sums of lut entries (8 lanes), combined in float64.
+ * Accumulator: float32 partial sums of lut entries (eight chains, one per byte position; the
+ * serial floor sums in float64), combined in float64.
  */
 void vdb_bitplane_ip_asym_u64(const float *lut, const uint64_t *codes, const float *cw, float query_sum,
                               int64_t n, int64_t u, int64_t w, float *out);
@@ -90,7 +91,8 @@ void vdb_bitplane_ip_asym_u64(const float *lut, const uint64_t *codes, const flo
 /*
  * PQ asymmetric distance: lut (m, ksub) float32, codes (n, m) uint8 with every code < ksub
  * (NOT checked here; ksub <= 256) -> out (n,) float32 = sum_j lut[j, codes[i, j]].
- * Accumulator: float32 (8 lanes on AVX2, 16 on AVX-512), reduced pairwise.
+ * Accumulator: four float32 partial sums, reduced pairwise (every level: table lookups are
+ * load-bound, and gathers lost to plain loads where measured).
  */
 void vdb_pq_adc_u8(const float *lut, const uint8_t *codes, int64_t n, int64_t m, int64_t ksub, float *out);
 

@@ -162,6 +162,7 @@ def _build(algo: Algorithm, ds: Dataset) -> dict[str, Any]:
         "index_bytes_source": "adapter" if reported is not None else "rss",
         "rss_delta_bytes": rss_delta,
         "disk_bytes": algo.disk_bytes(),
+        "build_params": algo.build_params(),
     }
 
 

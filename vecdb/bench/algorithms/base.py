@@ -62,6 +62,10 @@ class Algorithm(abc.ABC):
     def batch_query(self, queries: np.ndarray, k: int) -> np.ndarray:
         """Ids (n, k) int64 for a batch ``queries`` (n, d), using the pinned number of threads."""
 
+    def build_params(self) -> dict[str, Any]:
+        """The parameters the index was really built with, defaults included (recorded per row)."""
+        return dict(self.build_args)
+
     def memory_bytes(self) -> int | None:
         """Index bytes the library reports (None: the runner falls back to the RSS delta)."""
         return None

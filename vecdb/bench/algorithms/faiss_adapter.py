@@ -10,6 +10,7 @@ import numpy as np
 
 from vecdb.bench.algorithms.base import Algorithm, pad_ids
 
+DEFAULT_EF_CONSTRUCTION = 200
 # Our query vocabulary -> faiss ParameterSpace names.
 _FAISS_PARAM = {"ef": "efSearch", "nprobe": "nprobe", "qb": "qb", "quantizer_ef": "quantizer_efSearch"}
 
@@ -44,8 +45,9 @@ class FaissAlgorithm(Algorithm):
         faiss_metric = faiss.METRIC_L2 if self.metric == "l2" else faiss.METRIC_INNER_PRODUCT
         self.index = faiss.index_factory(x.shape[1], self.spec, faiss_metric)
         hnsw = _hnsw_of(self.index)
-        if hnsw is not None and "ef_construction" in self.build_args:
-            hnsw.efConstruction = int(self.build_args["ef_construction"])
+        if hnsw is not None:
+            # faiss defaults to 40; vecdb.HNSW and hnswlib default to 200: build all three alike.
+            hnsw.efConstruction = int(self.build_args.get("ef_construction", DEFAULT_EF_CONSTRUCTION))
         if not self.index.is_trained:
             n_train = int(self.build_args.get("train_size", len(x)))
             sample = x if n_train >= len(x) else x[np.random.default_rng(0).choice(len(x), n_train, False)]
@@ -106,6 +108,13 @@ class FaissAlgorithm(Algorithm):
         params = self._search_params()
         _, ids = self.index.search(self._prepare(queries), k, params=params)
         return pad_ids(ids, k)
+
+    def build_params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"factory": self.spec, **self.build_args}
+        hnsw = _hnsw_of(self.index) if self.index is not None else None
+        if hnsw is not None:
+            params["ef_construction"] = int(hnsw.efConstruction)
+        return params
 
     def memory_bytes(self) -> int | None:
         import faiss

@@ -70,6 +70,9 @@ class HnswlibAlgorithm(Algorithm):
             return np.full((len(queries), k), -1, dtype=np.int64)
         return pad_ids(labels.astype(np.int64), k)
 
+    def build_params(self) -> dict[str, Any]:
+        return {"m": self.m, "ef_construction": self.ef_construction}
+
     def memory_bytes(self) -> int | None:
         if self.index is None:
             return None

@@ -115,6 +115,11 @@ class VecdbAlgorithm(Algorithm):
         res = self.col.search(queries, k=k, filter=self.filter_expr, params=self._params or None)
         return pad_ids(res.ids, k)
 
+    def build_params(self) -> dict[str, Any]:
+        from vecdb.config import config_to_dict
+
+        return {"index": config_to_dict(self.index_config), "quantization": config_to_dict(self.quant_config)}
+
     def _stats(self) -> dict[str, Any]:
         stats = self.col.stats() if self.col is not None else {}
         return stats if isinstance(stats, dict) else dict(vars(stats))

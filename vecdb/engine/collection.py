@@ -337,9 +337,9 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "exact"}:
+        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "exact", "stats"}:
             raise InvalidArgument(f"unknown search param {key!r}")
-        if key == "exact":
+        if key in ("exact", "stats"):
             out[key] = bool(value)
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):

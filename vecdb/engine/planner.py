@@ -58,12 +58,18 @@ def run(
     k: int,
     params: Mapping[str, Any],
     allowed: np.ndarray | None,
+    index_stats: list[dict[str, Any]] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """Execute ``plan``; returns (offsets, distances, strategy actually used)."""
+    """Execute ``plan``; returns (offsets, distances, strategy actually used). When ``index_stats``
+    is a list and the index can report per-query statistics, they are appended to it."""
     if plan.strategy == "exact":
         offsets, dists = exact_search(queries, vectors, metric, k, allowed)
         return offsets, dists, "exact"
-    offsets, dists = index.search(queries, k, params, allowed)
+    if index_stats is not None and hasattr(index, "search_with_stats"):
+        offsets, dists, stats = index.search_with_stats(queries, k, params, allowed)
+        index_stats.append(stats)
+    else:
+        offsets, dists = index.search(queries, k, params, allowed)
     want = min(k, plan.matching)
     if want and int((offsets >= 0).sum(axis=1).min()) < want:
         # The traversal could not reach enough matching rows: answer exactly instead.

@@ -76,6 +76,7 @@ def search_state(
     part_ids: list[np.ndarray] = []
     part_d: list[np.ndarray] = []
     plans: list[str] = []
+    index_stats: list[dict[str, Any]] | None = [] if params.get("stats") else None
     matching = 0
     for view in state.segments:
         seg = view.segment
@@ -91,7 +92,8 @@ def search_state(
             matching += view.live
         count = matching - before
         plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params)
-        offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed)
+        offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
+                                           index_stats)
         plans.append(used)
         part_ids.append(np.where(offsets >= 0, seg.ids[np.maximum(offsets, 0)], -1))
         part_d.append(dists)
@@ -121,6 +123,8 @@ def search_state(
         "estimated_selectivity": matching / total if total else 0.0,
         "complete": filled >= min(k, matching),
     }
+    if index_stats is not None:
+        stats["index"] = index_stats
     attributes = gather_rows(state, ids.reshape(-1), include, keep_missing=True) if include else None
     if attributes is not None:
         attributes = attributes.drop_columns(["id"])

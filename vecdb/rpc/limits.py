@@ -2,6 +2,8 @@
 
 Every limit answers RESOURCE_EXHAUSTED (``vecdb.errors.ResourceExhausted``) with a message naming
 the limit and how to raise it, so a client knows to split its request rather than retry it.
+Values the engine itself rejects (k above its maximum, say) are left to the engine, so they get
+the same INVALID_ARGUMENT as in embedded mode: each check takes the engine's ``ceiling``.
 """
 
 from __future__ import annotations
@@ -35,22 +37,22 @@ class Limits:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
-    def check_rows(self, rows: int) -> None:
-        """Refuse an upsert message with more than ``max_batch_rows`` rows."""
-        if rows > self.max_batch_rows:
+    def check_rows(self, rows: int, ceiling: int | None = None) -> None:
+        """Refuse an upsert message with more than ``max_batch_rows`` rows (up to ``ceiling``)."""
+        if self.max_batch_rows < rows and (ceiling is None or rows <= ceiling):
             raise ResourceExhausted(
                 f"batch of {rows} rows is over the server limit of {self.max_batch_rows} "
                 "(split it, stream it, or raise --max-batch-rows)"
             )
 
-    def check_search(self, num_queries: int, k: int) -> None:
-        """Refuse a search with too many queries or too large a k."""
+    def check_search(self, num_queries: int, k: int, k_ceiling: int | None = None) -> None:
+        """Refuse a search with too many queries or too large a k (up to ``k_ceiling``)."""
         if num_queries > self.max_queries:
             raise ResourceExhausted(
                 f"{num_queries} queries in one call is over the server limit of {self.max_queries} "
                 "(split the batch or raise --max-queries)"
             )
-        if k > self.max_k:
+        if self.max_k < k and (k_ceiling is None or k <= k_ceiling):
             raise ResourceExhausted(f"k={k} is over the server limit of {self.max_k} (raise --max-k)")
 
     def to_dict(self) -> dict[str, int]:

@@ -23,6 +23,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 import vecdb.errors as errors
+from vecdb.engine import validate
 from vecdb.rpc import convert
 from vecdb.rpc.auth import CURRENT_PRINCIPAL, AuthInterceptor, KeyRing, abort_with, effective_tenant
 from vecdb.rpc.limits import MIB, Limits
@@ -174,7 +175,7 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
 
     def _upsert_message(self, col: Any, request: convert.UpsertFrame, tenant: dict[str, str]) -> int:
         table = convert.ipc_to_table(request.arrow_ipc)
-        self._limits.check_rows(table.num_rows)
+        self._limits.check_rows(table.num_rows, validate.MAX_BATCH_ROWS)
         # The engine reads id/vector/attribute columns and validates them exactly as in embedded mode.
         return int(col.upsert(table, **tenant))
 
@@ -222,14 +223,13 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
     def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
         col = self._collection(request.collection)
         ids = convert.ids_from_bytes(request.ids)
-        self._limits.check_rows(len(ids))
         table = col.get(ids, include=tuple(request.include), **_tenant(request.tenant))
         return pb.GetResponse(arrow_ipc=convert.table_to_ipc(table))
 
     @_rpc
     def Search(self, request: pb.SearchRequest, context: Any) -> pb.SearchResponse:
         col = self._collection(request.collection)
-        self._limits.check_search(request.num_queries, request.k)
+        self._limits.check_search(request.num_queries, request.k, validate.MAX_K)
         queries = convert.matrix_from_bytes(request.queries, request.num_queries, request.dim)
         result = col.search(
             queries,

@@ -120,20 +120,27 @@ def pq_adc_into(lut: np.ndarray, codes: np.ndarray, out: np.ndarray) -> None:
 def pq4_fastscan_into(lut_u8: np.ndarray, packed: np.ndarray, n: int, out: np.ndarray) -> None:
     """lut_u8 (m, 16) uint8, packed (ceil(n/32), m, 16) fast-scan layout -> out (n,) uint16.
 
-    Accumulates in uint16 lanes with wrap-around, exactly as the reference's cast; a block of 32
-    rows is summed in registers-worth of scratch before it is written out.
+    Without SIMD shuffles in numba, this walks each block column by column: byte t of every
+    sub-quantizer holds rows t (low nibble) and t + 16 (high nibble), so two register
+    accumulators finish two rows per pass while the block (m * 16 bytes) stays in L1.
+    int32 sums truncated to 16 bits equal the reference's wrapping uint16 sums.
     """
     nblocks, m, _ = packed.shape
-    acc = np.empty(32, dtype=np.uint16)
+    lut = np.empty((m, 16), dtype=np.int32)  # widened once: no per-lookup zero extension
+    for j in range(m):
+        for c in range(16):
+            lut[j, c] = lut_u8[j, c]
     for blk in range(nblocks):
-        acc[:] = 0
-        for j in range(m):
-            lj = lut_u8[j]
-            pj = packed[blk, j]
-            for t in range(16):
-                byte = pj[t]
-                acc[t] += lj[byte & np.uint8(15)]
-                acc[t + 16] += lj[byte >> np.uint8(4)]
+        block = packed[blk]
         base = blk * 32
-        for t in range(min(32, n - base)):
-            out[base + t] = acc[t]
+        for t in range(16):
+            lo = 0
+            hi = 0
+            for j in range(m):
+                byte = np.int32(block[j, t])
+                lo += lut[j, byte & 15]
+                hi += lut[j, byte >> 4]
+            if base + t < n:
+                out[base + t] = np.uint16(lo & 0xFFFF)
+            if base + 16 + t < n:
+                out[base + 16 + t] = np.uint16(hi & 0xFFFF)

@@ -45,10 +45,15 @@ def pinned_threads(n: int) -> Iterator[dict[str, Any]]:
             applied["numba"] = numba.get_num_threads()
         except ImportError:
             pass
-        old_env = os.environ.get("VECDB_THREADS")
-        os.environ["VECDB_THREADS"] = str(n)  # read by vecdb's own pools, if it has any
-        stack.callback(_restore_env, "VECDB_THREADS", old_env)
+        # A BLAS/OpenMP library loaded later inside the block (scipy's OpenBLAS, pulled in lazily)
+        # reads these at load time, which threadpoolctl cannot reach. VECDB_THREADS is for vecdb's pools.
+        for name in _ENV_VARS:
+            stack.callback(_restore_env, name, os.environ.get(name))
+            os.environ[name] = str(n)
         yield applied
+
+
+_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECDB_THREADS")
 
 
 def _restore_env(name: str, value: str | None) -> None:

@@ -217,6 +217,9 @@ def test_empty_inputs_give_empty_outputs() -> None:
     assert K.distances_many(np.ones((5, 8), np.float32), np.ones((0, 8), np.float32), "l2").shape == (5, 0)
     assert K.hamming(_CODES[0], np.zeros((0, 2), np.uint64)).shape == (0,)
     assert K.pq4_fastscan(_LUT4, np.zeros((0, 2, 16), np.uint8), 0).shape == (0,)
-    idx, d = K.topk(np.ones(0, np.float32), 3)
-    np.testing.assert_array_equal(idx, [-1, -1, -1])
-    assert np.all(np.isinf(d))
+    for kind in ("auto", "numba", "numpy"):
+        dispatch.reload(kind)
+        idx, d = K.topk(np.ones(0, np.float32), 3, np.ones(0, bool))
+        np.testing.assert_array_equal(idx, [-1, -1, -1])
+        assert np.all(np.isinf(d))
+        assert K.topk(np.ones((2, 0), np.uint16), 2, np.ones((2, 0), bool))[0].shape == (2, 2)

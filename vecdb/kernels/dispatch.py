@@ -370,7 +370,8 @@ def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tupl
             st.native.topk(d2[r], k, row_mask, out_idx[r], out_d[r])
     else:
         mode = 0 if m is None else (1 if m.ndim == 1 else 2)
-        m2 = np.zeros((1, 1), dtype=np.uint8) if m is None else m.reshape(-1, d2.shape[1])
+        rows_of_mask = m.shape[0] if m is not None and m.ndim == 2 else 1
+        m2 = np.zeros((1, 1), dtype=np.uint8) if m is None else m.reshape(rows_of_mask, d2.shape[1])
         sel = st.numba.selection
         rows_into = sel.topk_u16_rows_into if op == "topk_u16" else sel.topk_rows_into
         rows_into(d2, k, m2, mode, out_idx, out_d)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from vecdb.bench.specs import parse_vecdb_spec
 
 # Rows per upsert call: large enough to amortise the WAL fsync, small enough to bound a gRPC message.
 UPSERT_BATCH = 20_000
-_COLLECTION = "bench"
 # Query arguments each index kind takes (DESIGN.md vocabulary); "rerank" is added when quantized.
 _KNOBS = {"flat": (), "hnsw": ("ef",), "ivf": ("nprobe",), "spann": ("nprobe", "eps", "max_lists")}
 
@@ -72,6 +72,8 @@ class VecdbAlgorithm(Algorithm):
         self.col: Any = None
         self._tmp: Path | None = None
         self._params: dict[str, Any] = {}
+        # A fresh name per run: a shared server may hold other collections, even other bench runs.
+        self.collection_name = f"bench-{uuid.uuid4().hex[:12]}"
 
     def _connect(self) -> Any:
         import vecdb
@@ -91,7 +93,7 @@ class VecdbAlgorithm(Algorithm):
         schema = arrow_schema_of(attributes)
         self.prepare()
         self.col = self.db.create_collection(
-            _COLLECTION, dim=int(train.shape[1]), metric=self.metric, index=self.index_config,
+            self.collection_name, dim=int(train.shape[1]), metric=self.metric, index=self.index_config,
             quantization=self.quant_config, schema=schema or None,
         )
         x = np.ascontiguousarray(train, dtype=np.float32)
@@ -172,10 +174,7 @@ class VecdbGrpcAlgorithm(VecdbAlgorithm):
         if self.url is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="vecdb-bench-grpc-"))
             self.url = self._start_server(self._tmp / "db")
-        db = vecdb.connect(self.url)
-        if _COLLECTION in list(db.list_collections()):
-            db.drop_collection(_COLLECTION)  # left over from an interrupted run against a shared server
-        return db
+        return vecdb.connect(self.url)
 
     def _start_server(self, data: Path) -> str:
         """``vecdb serve`` on a free port; returns its URL once health says SERVING (or raises)."""
@@ -202,7 +201,8 @@ class VecdbGrpcAlgorithm(VecdbAlgorithm):
     def close(self) -> None:
         if self.db is not None:
             try:
-                self.db.drop_collection(_COLLECTION)
+                if self.col is not None:
+                    self.db.drop_collection(self.collection_name)
             finally:
                 self.db.close()
                 self.db = self.col = None

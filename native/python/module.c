@@ -71,13 +71,19 @@ static Py_buffer *get_array(held_buffers *held, PyObject *obj, const char *name,
     }
     Py_buffer *view = &held->views[held->count];
     if (PyObject_GetBuffer(obj, view, PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        /* Re-raise as ValueError naming the argument, keeping the exporter's reason. */
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *value = PyErr_GetRaisedException();
+#else
         PyObject *type, *value, *tb;
         PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+#endif
         PyErr_Format(PyExc_ValueError, "%s: cannot use this array%s (%S)", name,
                      writable ? " as an output (it must be writable)" : "", value ? value : Py_None);
-        Py_XDECREF(type);
         Py_XDECREF(value);
-        Py_XDECREF(tb);
         return NULL;
     }
     held->count++;

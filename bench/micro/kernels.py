@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -45,6 +46,10 @@ def backend(name: str) -> Iterator[None]:
         dispatch.reload()
 
 
+def _load() -> float | None:
+    return round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None
+
+
 def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     import faiss
     import numba
@@ -69,7 +74,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "type": "machine",
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git("rev-parse", "HEAD"),
-        "git_dirty": bool(git("status", "--porcelain", "--", "vecdb", "native")),
+        "git_dirty": bool(git("status", "--porcelain", "--", "vecdb/kernels", "native", "setup.py")),
         "cpu": cpu,
         "cpu_flags": flags,
         "platform": platform.platform(),
@@ -81,6 +86,8 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "simd_level": info["simd_level"],
         "kernel_backends": info["backends"],
         "threads": 1,
+        "cpus": os.cpu_count(),
+        "load_avg_1m_start": _load(),
         "n": args.n,
         "d": args.d,
         "repeat": args.repeat,
@@ -328,7 +335,9 @@ def markdown(meta: dict, records: list[dict], goals: list[dict], command: str) -
         "",
         f"CPU: {meta['cpu']} ({', '.join(meta['cpu_flags'])}); 1 thread; n = {meta['n']:,} rows, "
         f"d = {meta['d']}; C module: {'loaded, ' + str(meta['simd_level']) if meta['native_loaded'] else 'absent'};"
-        f" numpy {meta['numpy']}, numba {meta['numba']}, faiss {meta['faiss']}.",
+        f" numpy {meta['numpy']}, numba {meta['numba']}, faiss {meta['faiss']}. Load average (1 min) "
+        f"{meta['load_avg_1m_start']} at start, {meta['load_avg_1m_end']} at end on {meta['cpus']} CPUs: "
+        "a shared machine, so contenders run round-robin and each keeps its best round.",
         "",
         "| kernel | backend | Mrows/s | GB/s | ms |",
         "|---|---|---:|---:|---:|",
@@ -379,6 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         del x
         bench_topk(b, args.n)
     goals = targets(b.records)
+    meta["load_avg_1m_end"] = _load()
     print()
     for g in goals:
         print(f"{'met ' if g['met'] else 'MISS'}  {g['target']}: {g['value']:.2f} {g['unit']} (goal {g['goal']:.2f})")
@@ -388,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     with out.open("w") as fh:
         for rec in [meta, *b.records, *goals]:
             fh.write(json.dumps(rec) + "\n")
-    command = "python bench/micro/kernels.py" + (" --quick" if args.quick else "")
+    command = " ".join(["python", "bench/micro/kernels.py", *(argv if argv is not None else sys.argv[1:])])
     if args.md:
         args.md.write_text(markdown(meta, b.records, goals, command))
     print(f"wrote {out}" + (f" and {args.md}" if args.md else ""))

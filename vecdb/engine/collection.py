@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecdb.config import config_from_dict
-from vecdb.engine import validate
+from vecdb.engine import tenancy, validate
 from vecdb.engine.records import RecordKind, decode_delete, decode_upsert, encode_delete, encode_upsert
 from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_state
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.store import CollectionStore
-from vecdb.errors import FailedPrecondition, InvalidArgument
-from vecdb.filter.evaluate import compile_filter
+from vecdb.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from vecdb.filter.schema import coerce_attributes, parse_schema
 from vecdb.storage.memtable import MemTable
 from vecdb.types import SearchResult
@@ -45,7 +45,10 @@ class Collection:
         self.quantization = config_from_dict(record.get("quantization"))
         self.schema: dict[str, str] = dict(record.get("schema") or {})
         self.multi_tenant: bool = bool(record.get("multi_tenant", False))
-        self._arrow_schema = parse_schema(self.schema)
+        self._user_schema = parse_schema(self.schema)
+        self._arrow_schema = self._user_schema
+        if self.multi_tenant:
+            self._arrow_schema = self._user_schema.append(pa.field(tenancy.TENANTS_COLUMN, tenancy.TENANTS_TYPE))
         self._store = store
         self._cond = threading.Condition(threading.RLock())
         self._mem = store.new_memtable(self.dim, self._arrow_schema)
@@ -85,30 +88,58 @@ class Collection:
 
     # ------------------------------------------------------------------ write path
 
-    def upsert(self, ids: Any, vectors: Any = None, attributes: Any = None) -> int:
+    def upsert(
+        self,
+        ids: Any,
+        vectors: Any = None,
+        attributes: Any = None,
+        *,
+        tenant: str | None = None,
+        tenants: Sequence[str] | None = None,
+    ) -> int:
         """Insert or replace rows; durable when it returns. Returns the number of rows written.
 
         ids: (n,) int64 and vectors: (n, dim); or a pyarrow.Table / pandas DataFrame with "id" and
         "vector" columns (plus attribute columns) as the only argument. attributes: dict of columns,
         pyarrow.Table or pandas DataFrame with the collection's schema fields.
+        Multi-tenant collections: ``tenant="acme"`` (the rows belong to acme; it may only replace
+        rows that are already acme's) or ``tenants=["a", "b"]`` (rows shared by several tenants).
         """
+        names = tenancy.row_tenants(self.multi_tenant, tenant, tenants)
         table = self._prepare_upsert(ids, vectors, attributes)
         if table.num_rows == 0:
             return 0
+        if names is not None:
+            table = table.append_column(
+                pa.field(tenancy.TENANTS_COLUMN, tenancy.TENANTS_TYPE),
+                pa.array([names] * table.num_rows, type=tenancy.TENANTS_TYPE),
+            )
+            if tenant is not None:
+                self._check_owned(table.column("id").to_numpy(), tenant)
         self._log_and_apply(RecordKind.UPSERT, encode_upsert(table), lambda: self._apply_upsert(table))
         return table.num_rows
 
     def delete(
-        self, ids: Any = None, *, filter: str | None = None, filter_params: Mapping[str, Any] | None = None
+        self,
+        ids: Any = None,
+        *,
+        filter: str | None = None,
+        filter_params: Mapping[str, Any] | None = None,
+        tenant: str | None = None,
     ) -> int:
-        """Delete rows by id or by filter (exactly one); durable when it returns. Returns how many."""
+        """Delete rows by id or by filter (exactly one); durable when it returns. Returns how many.
+
+        With ``tenant``, only that tenant's rows can be deleted (other ids are ignored).
+        """
         if (ids is None) == (filter is None):
             raise InvalidArgument("delete takes either ids or filter, exactly one of them")
+        tenant = tenancy.scope(self.multi_tenant, tenant)
         if ids is not None:
-            id_arr = validate.as_ids(ids, allow_duplicates=True)
-            id_arr = np.unique(id_arr)
+            id_arr = np.unique(validate.as_ids(ids, allow_duplicates=True))
+            if tenant is not None:
+                id_arr = self.get(id_arr, include=(), tenant=tenant).column("id").to_numpy()
         else:
-            compiled = compile_filter(filter, self._arrow_schema, filter_params)
+            compiled = tenancy.visible_filter(filter, filter_params, self._arrow_schema, tenant)
             id_arr = self._matching_ids(compiled)
         if id_arr.size == 0:
             return 0
@@ -129,7 +160,7 @@ class Collection:
         vec = validate.as_vectors(vectors, self.dim)
         if vec.shape[0] != id_arr.shape[0]:
             raise InvalidArgument(f"got {id_arr.shape[0]} ids but {vec.shape[0]} vectors")
-        attrs = coerce_attributes(attributes, self._arrow_schema, id_arr.shape[0])
+        attrs = coerce_attributes(attributes, self._user_schema, id_arr.shape[0])
         table = pa.table(
             {
                 "id": pa.array(id_arr),
@@ -139,6 +170,14 @@ class Collection:
         for i, field in enumerate(attrs.schema):
             table = table.append_column(field, attrs.column(i))
         return table
+
+    def _check_owned(self, ids: np.ndarray, tenant: str) -> None:
+        """A tenant-scoped upsert may create rows or replace its own, never another tenant's."""
+        existing = gather_rows(self.state(), ids, (tenancy.TENANTS_COLUMN,))
+        for row_id, owners in zip(existing.column("id").to_pylist(),
+                                  existing.column(tenancy.TENANTS_COLUMN).to_pylist(), strict=True):
+            if tenant not in (owners or ()):
+                raise AlreadyExists(f"id {row_id} is already used in collection {self.name!r} by another tenant")
 
     def _log_and_apply(self, kind: RecordKind, payload: Any, apply: Any) -> Any:
         if self._closed:
@@ -222,26 +261,57 @@ class Collection:
         filter_params: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         include: Sequence[str] = (),
+        tenant: str | None = None,
     ) -> SearchResult:
-        """Nearest neighbours of each query: ids (n, k) padded -1, distances (n, k) padded +inf."""
+        """Nearest neighbours of each query: ids (n, k) padded -1, distances (n, k) padded +inf.
+
+        ``tenant`` confines the search to that tenant's rows (multi-tenant collections).
+        """
         q = validate.as_queries(queries, self.dim)
         k = validate.check_k(k)
         include = self._check_include(include)
         params = _check_params(params)
-        compiled = compile_filter(filter, self._arrow_schema, filter_params) if filter else None
+        tenant = tenancy.scope(self.multi_tenant, tenant)
+        compiled = tenancy.visible_filter(filter, filter_params, self._arrow_schema, tenant)
         return search_state(self.state(), q, k, compiled, params, include)
 
-    def get(self, ids: Any, include: Sequence[str] = ("vector",)) -> pa.Table:
-        """Rows by id: an "id" column plus the included ones; ids not present are absent."""
+    def get(self, ids: Any, include: Sequence[str] = ("vector",), tenant: str | None = None) -> pa.Table:
+        """Rows by id: an "id" column plus the included ones; ids not present (or not the tenant's)
+        are absent."""
         id_arr = validate.as_ids(ids, allow_duplicates=True)
         include = self._check_include(include)
-        return gather_rows(self.state(), id_arr, include)
+        tenant = tenancy.scope(self.multi_tenant, tenant)
+        if tenant is None:
+            return gather_rows(self.state(), id_arr, include)
+        column = tenancy.TENANTS_COLUMN
+        table = gather_rows(self.state(), id_arr, (*include, column))
+        owned = [tenant in (owners or ()) for owners in table.column(column).to_pylist()]
+        table = table.filter(pa.array(owned, type=pa.bool_()))
+        return table if column in include else table.drop_columns([column])
 
-    def count(self) -> int:
-        """Live rows."""
+    def count(self, tenant: str | None = None) -> int:
+        """Live rows (of ``tenant`` only, when given)."""
+        tenant = tenancy.scope(self.multi_tenant, tenant)
+        if tenant is not None:
+            return int(self._matching_ids(tenancy.visible_filter(None, None, self._arrow_schema, tenant)).size)
         state = self.state()
         in_segments = sum(v.live for v in state.segments)
         return int(in_segments + sum(int(m.live.sum()) for m in state.mems))
+
+    def tenants(self) -> list[str]:
+        """Every tenant that owns at least one live row (multi-tenant collections)."""
+        if not self.multi_tenant:
+            raise InvalidArgument(f"collection {self.name!r} is not multi-tenant")
+        state = self.state()
+        names: set[str] = set()
+        column = tenancy.TENANTS_COLUMN
+        for view in state.segments:
+            lists = view.segment.table.column(column).filter(pa.array(~view.deleted))
+            names.update(pc.list_flatten(lists).to_pylist())
+        for mem in state.mems:
+            lists = mem.attributes.column(column).filter(pa.array(mem.live))
+            names.update(pc.list_flatten(lists).to_pylist())
+        return sorted(names)
 
     def _check_include(self, include: Sequence[str] | str | None) -> tuple[str, ...]:
         if include is None:
@@ -249,7 +319,7 @@ class Collection:
         if isinstance(include, str):
             include = (include,)
         names = tuple(include)
-        allowed = {"vector", *self.schema}
+        allowed = {"vector", *self.schema, *([tenancy.TENANTS_COLUMN] if self.multi_tenant else [])}
         unknown = [n for n in names if n not in allowed]
         if unknown:
             raise InvalidArgument(f"include names unknown field(s) {unknown}; known: {sorted(allowed)}")
@@ -322,7 +392,7 @@ def _vectors_from_column(column: Any) -> np.ndarray:
         d = column.type.list_size
         return column.flatten().to_numpy(zero_copy_only=False).reshape(-1, d)
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
-        lengths = pa.compute.list_value_length(column).to_numpy(zero_copy_only=False)
+        lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
         if len(lengths) and (lengths != lengths[0]).any():
             raise InvalidArgument("vector column has rows of different lengths")
         d = int(lengths[0]) if len(lengths) else 0

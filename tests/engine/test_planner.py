@@ -34,7 +34,7 @@ def collection(tmp_path_factory):
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lo=st.integers(0, 1000), width=st.integers(0, 1000), k=st.integers(1, 50), seed=st.integers(0, 2**16))
 def test_k_results_whenever_k_rows_match(collection, lo, width, k, seed):
-    col, vectors, a, _ = collection
+    col, _vectors, a, _ = collection
     q = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
     res = col.search(q, k=k, filter="a >= :lo AND a < :hi", filter_params={"lo": lo, "hi": lo + width})
     matching = int(((a >= lo) & (a < lo + width)).sum())
@@ -46,7 +46,7 @@ def test_k_results_whenever_k_rows_match(collection, lo, width, k, seed):
 
 @pytest.mark.parametrize("tag", ["x", "y", "z"])
 def test_every_selectivity_keeps_recall(collection, tag):
-    col, vectors, _, tags = collection
+    col, _vectors, _, _tags = collection
     queries = np.random.default_rng(1).standard_normal((30, DIM)).astype(np.float32)
     res = col.search(queries, k=10, filter=f"tag = '{tag}'", params={"ef": 64})
     exact = col.search(queries, k=10, filter=f"tag = '{tag}'", params={"exact": True})

@@ -14,7 +14,9 @@
 
 #include "vecdb_kernels.h"
 
-#if defined(__x86_64__) || defined(__i386__)
+/* x86 SIMD files compile to nothing elsewhere; -DVDB_PORTABLE_ONLY does the same on x86 (used to
+ * check that the portable build compiles and passes on its own). */
+#if (defined(__x86_64__) || defined(__i386__)) && !defined(VDB_PORTABLE_ONLY)
 #define VDB_X86 1
 #else
 #define VDB_X86 0

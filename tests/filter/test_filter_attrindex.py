@@ -74,6 +74,24 @@ def test_dense_and_sparse_paths_agree() -> None:
     assert 0.9 * n > n / SPARSE_DIVISOR > 0.01 * n  # '< 90' is dense and '= 7' sparse for this n
 
 
+def test_long_in_lists_with_index() -> None:
+    rng = np.random.default_rng(3)
+    table = TABLES[0]
+    params = {
+        "langs": ["en", "", "zz", *(f"w{i}" for i in range(3000))],
+        "ints": [int(v) for v in rng.integers(-10, 10, 3000)] + [2**62, -(2**63)],
+        "mixed": [1, 2.0, 2.5, -3],  # 2.5 can equal no integer; 2.0 equals 2
+        "floats": [0.0, 0.5, *(float(v) for v in rng.random(1000))],
+    }
+    for text in ("lang IN :langs", "i32 IN :ints", "i64 NOT IN :ints", "i32 IN :mixed", "f64 IN :floats",
+                 "f32 NOT IN :floats"):
+        compiled = compile_filter(text, SCHEMA, params)
+        assert compiled is not None
+        for bitmaps in (0, 1024):
+            np.testing.assert_array_equal(compiled.mask(table, INDEXES[(0, bitmaps)]), compiled.mask(table),
+                                          err_msg=text)
+
+
 def test_persistence_round_trip() -> None:
     table = TABLES[0]
     index = INDEXES[(0, 1024)]

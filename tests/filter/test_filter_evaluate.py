@@ -125,6 +125,10 @@ def test_params() -> None:
     assert a is not None and b is not None and a.canonical == b.canonical
     c = compile_filter(text, SCHEMA, {**params, "hi": 4})
     assert c is not None and c.canonical != a.canonical  # params are part of the cache key
+    ns = compile_filter("ts >= :t", SCHEMA, {"t": np.datetime64("2024-01-04T00:00:00.000000001")})
+    assert ns is not None and ns.canonical == "ts >= '2024-01-04T00:00:00+00:00'"
+    with pytest.raises(FilterError, match="is never true"):
+        compile_filter("ts >= :t", SCHEMA, {"t": np.datetime64("NaT")})
 
 
 @pytest.mark.parametrize(

@@ -106,30 +106,58 @@ class FieldIndex:
         assert op == ">="
         return self.search(value, "left"), card
 
-    def rows_for(self, ranges: list[tuple[int, int]]) -> np.ndarray:
-        """``(n,) bool``: rows whose value code falls in any of ``ranges``."""
+    def codes_equal(self, values: list[object]) -> np.ndarray:
+        """Sorted distinct codes of the ``values`` present in this field (vectorized IN lookup)."""
+        if self.cardinality == 0 or not values:
+            return np.zeros(0, dtype=np.int64)
+        if isinstance(self.uniques, pa.Array):
+            # Hash the (short) IN list and probe every distinct value: hashing the uniques
+            # instead (index_in) would rebuild a table of ``card`` strings per query.
+            found = pc.is_in(self.uniques, value_set=pa.array([str(v) for v in values], pa.string()))
+            return np.flatnonzero(found.to_numpy(zero_copy_only=False)).astype(np.int64)
+        if self.kind in ("int", "list<int>", "timestamp", "bool"):
+            # Like the pyarrow path's value set: exact integer keys; 2.5 can equal no integer.
+            ints = [_key(v) for v in values if not isinstance(v, float) or v.is_integer()]
+            keys = np.array([int(k) for k in ints if -(2**63) <= int(k) < 2**63], dtype=np.int64)  # type: ignore[call-overload]
+        else:
+            keys = np.array([float(v) for v in values], dtype=np.float64)  # type: ignore[arg-type]
+        pos = np.searchsorted(self.uniques, keys)
+        hit = pos < self.cardinality
+        hit[hit] = self.uniques[pos[hit]] == keys[hit]
+        return np.unique(pos[hit])
+
+    def rows_for_codes(self, codes: np.ndarray) -> np.ndarray:
+        """``(n,) bool``: rows whose value code is one of ``codes`` (sorted, distinct)."""
         n = self.num_rows
-        ranges = [(a, b) for a, b in ranges if b > a]
-        count = sum(int(self.bounds[b] - self.bounds[a]) for a, b in ranges)
+        starts, ends = self.bounds[codes], self.bounds[codes + 1]
+        lens = ends - starts
+        count = int(lens.sum())
         if count == 0:
             return np.zeros(n, dtype=bool)
         if self.codes is None or count * SPARSE_DIVISOR <= n:
+            # positions in ``order`` of every matching row, slices laid end to end
+            pos = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(count)
             out = np.zeros(n, dtype=bool)
-            for a, b in ranges:
-                out[self.order[self.bounds[a]:self.bounds[b]]] = True
+            out[self.order[pos]] = True
             return out
-        ncodes = sum(b - a for a, b in ranges)
-        if self.bitmaps is not None and ncodes <= 8:
-            packed = np.bitwise_or.reduce(
-                np.concatenate([self.bitmaps[a:b] for a, b in ranges]), axis=0)
-            return np.unpackbits(packed, count=n).view(bool)
-        if len(ranges) == 1:
-            a, b = ranges[0]
-            return (self.codes >= a) & (self.codes < b)
+        if self.bitmaps is not None and len(codes) <= 8:
+            return np.unpackbits(np.bitwise_or.reduce(self.bitmaps[codes], axis=0), count=n).view(bool)
         lut = np.zeros(self.cardinality + 2, dtype=bool)  # +2: codes -2 (NaN) and -1 (NULL)
-        for a, b in ranges:
-            lut[a + 2:b + 2] = True
+        lut[codes + 2] = True
         return lut[self.codes + 2]
+
+    def rows_for(self, a: int, b: int) -> np.ndarray:
+        """``(n,) bool``: rows whose value code is in ``[a, b)`` (one slice of ``order``)."""
+        n = self.num_rows
+        if b <= a or self.bounds[b] == self.bounds[a]:
+            return np.zeros(n, dtype=bool)
+        if self.codes is None or int(self.bounds[b] - self.bounds[a]) * SPARSE_DIVISOR <= n:
+            out = np.zeros(n, dtype=bool)
+            out[self.order[self.bounds[a]:self.bounds[b]]] = True
+            return out
+        if self.bitmaps is not None and b - a <= 8:
+            return np.unpackbits(np.bitwise_or.reduce(self.bitmaps[a:b], axis=0), count=n).view(bool)
+        return (self.codes >= a) & (self.codes < b)
 
     def nulls(self) -> np.ndarray:
         out = np.zeros(self.num_rows, dtype=bool)
@@ -339,23 +367,22 @@ class AttributeIndex:
             return (~nulls if node.negated else nulls), None
         unknown = f.nulls() if len(f.null_rows) else None
         if isinstance(node, ArrayContains):
-            a, b = f.code_range("=", node.value.value)  # type: ignore[union-attr]
-            return f.rows_for([(a, b)]), unknown
+            return f.rows_for(*f.code_range("=", node.value.value)), unknown  # type: ignore[union-attr]
         if f.kind.startswith("list"):
             return None
         if isinstance(node, Compare):
             assert isinstance(node.right, Literal)
             if node.op == "!=":
-                eq = f.rows_for([f.code_range("=", node.right.value)])
+                eq = f.rows_for(*f.code_range("=", node.right.value))
                 return _known(~eq, unknown), unknown  # NaN != x is true
-            return f.rows_for([f.code_range(node.op, node.right.value)]), unknown
+            return f.rows_for(*f.code_range(node.op, node.right.value)), unknown
         if isinstance(node, Between):
             a = f.search(node.low.value, "left")  # type: ignore[union-attr]
             b = f.search(node.high.value, "right")  # type: ignore[union-attr]
-            inside = f.rows_for([(a, b)])
+            inside = f.rows_for(a, b)
             return (_known(~inside, unknown) if node.negated else inside), unknown
         assert isinstance(node, InList)
-        inside = f.rows_for([f.code_range("=", v.value) for v in node.values])  # type: ignore[union-attr]
+        inside = f.rows_for_codes(f.codes_equal([v.value for v in node.values]))  # type: ignore[union-attr]
         return (_known(~inside, unknown) if node.negated else inside), unknown
 
 

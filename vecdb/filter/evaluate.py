@@ -348,8 +348,9 @@ def value_set(values: tuple[Literal, ...], t: pa.DataType) -> pa.Array:
     vals = [lit.value for lit in values]
     if pa.types.is_integer(t):
         info = np.iinfo(t.to_pandas_dtype())
-        ints = {int(v) for v in vals if float(v).is_integer() or isinstance(v, int)}  # type: ignore[arg-type]
-        return pa.array(sorted(v for v in ints if info.min <= v <= info.max), t)
+        lo, hi = int(info.min), int(info.max)
+        ints = {int(v) for v in vals if isinstance(v, int) or float(v).is_integer()}  # type: ignore[arg-type]
+        return pa.array(sorted(v for v in ints if lo <= v <= hi), t)
     if pa.types.is_floating(t):
         floats = sorted({float(v) for v in vals})  # type: ignore[arg-type]
         if 0.0 in floats:  # is_in hashes, and -0.0 hashes apart from 0.0 though they are equal

@@ -536,7 +536,9 @@ class _Binder:
         return self.params[p.name]
 
     def scalar(self, value: object, pos: int, name: str) -> Value:
-        if hasattr(value, "item") and type(value).__module__ == "numpy":
+        if type(value).__name__ == "datetime64":  # .item() of a ns datetime64 is an int
+            value = value.astype("datetime64[us]").item()  # type: ignore[attr-defined]
+        elif hasattr(value, "item") and type(value).__module__ == "numpy":
             value = value.item()  # type: ignore[union-attr]
         if value is None or isinstance(value, (bool, str)):
             return value  # type: ignore[return-value]

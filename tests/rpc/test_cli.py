@@ -144,3 +144,12 @@ def test_health_and_info(grpc_server) -> None:
     assert info["client"]["version"] == info["server"]["version"]
     assert "simd_level" in info["client"]["kernels"]
     assert "wal_records_replayed" in info["server"]["database"]
+
+
+def test_serve_fails_cleanly_on_a_bad_key_file(tmp_path) -> None:
+    keys = tmp_path / "keys.toml"
+    keys.write_text('[[keys]]\nkey = "short"\nscope = "admin"\n')
+    args = ["serve", "--data-dir", str(tmp_path / "d"), "--port", "0", "--api-keys", str(keys)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "InvalidArgument" in result.output and "16 characters" in result.output

@@ -346,3 +346,35 @@ def test_server_info(fake_server) -> None:
     assert info["limits"]["max_k"] == Limits().max_k
     assert "kernels" in info and info["database"] == db.info()
     db.close()
+
+
+def test_open_server_on_a_public_address_warns(start_server, caplog) -> None:
+    from vecdb.rpc.server import _is_loopback
+
+    assert _is_loopback("127.0.0.1") and _is_loopback("::1") and _is_loopback("localhost")
+    assert not _is_loopback("0.0.0.0") and not _is_loopback("10.1.2.3")
+    with caplog.at_level("WARNING", logger="vecdb.rpc.server"):
+        start_server(host="0.0.0.0")
+    assert "WITHOUT API keys" in caplog.text
+
+
+def test_client_retries_only_idempotent_calls_on_unavailable() -> None:
+    gate = threading.Event()
+    db = FakeDatabase()
+    server = VecdbServer(ServerSettings(data_dir=":memory:", port=0), open_database=lambda _p: gate.wait(10) and db)
+    thread = threading.Thread(target=server.start)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while server.port == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        client = connect_remote(f"grpc://127.0.0.1:{server.port}", retries=6)
+        with pytest.raises(errors.Unavailable):
+            client.create_collection("c", 2)  # not idempotent: never retried
+        threading.Timer(0.2, gate.set).start()
+        assert client.list_collections() == []  # retried until the database opened
+        client.close()
+    finally:
+        gate.set()
+        thread.join(10)
+        server.stop()

@@ -458,8 +458,7 @@ def run(settings: ServerSettings) -> None:
         log.info("received %s: shutting down", signal.Signals(signum).name)
         stop_requested.set()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     server = VecdbServer(settings)
     try:
         server.start()
@@ -468,3 +467,5 @@ def run(settings: ServerSettings) -> None:
             pass
     finally:
         server.stop()
+        for sig, handler in previous.items():  # embedders (and tests) get their handlers back
+            signal.signal(sig, handler)

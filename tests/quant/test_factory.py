@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecdb.config import PQ, SQ
+from vecdb.config import BEBR, PQ, SQ
+from vecdb.quant.bebr import BEBRQuantizer
 from vecdb.quant.factory import make_quantizer, quantizer_from_arrays
 from vecdb.quant.pq import ProductQuantizer
 from vecdb.quant.scalar import ScalarQuantizer
@@ -13,7 +14,10 @@ from vecdb.quant.scalar import ScalarQuantizer
 
 @pytest.mark.parametrize(
     ("config", "cls", "size"),
-    [(SQ(), ScalarQuantizer, 32), (SQ(bits=16), ScalarQuantizer, 64), (PQ(m=8, bits=4), ProductQuantizer, 4)],
+    [
+        (SQ(), ScalarQuantizer, 32), (SQ(bits=16), ScalarQuantizer, 64), (PQ(m=8, bits=4), ProductQuantizer, 4),
+        (BEBR(bits=2, learned=False), BEBRQuantizer, 24),
+    ],
 )
 def test_make_train_restore(blobs: np.ndarray, config: object, cls: type, size: int) -> None:
     q = make_quantizer(config, blobs.shape[1], "l2")  # type: ignore[arg-type]

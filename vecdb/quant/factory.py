@@ -7,14 +7,16 @@ from typing import Any
 
 import numpy as np
 
-from vecdb.config import PQ, SQ, QuantizationConfig
+from vecdb.config import BEBR, PQ, SQ, QuantizationConfig
 from vecdb.quant.base import Quantizer
+from vecdb.quant.bebr import BEBRQuantizer
 from vecdb.quant.pq import ProductQuantizer
 from vecdb.quant.scalar import ScalarQuantizer
 
 _BY_KIND: dict[str, type[Quantizer]] = {
     ScalarQuantizer.kind: ScalarQuantizer,
     ProductQuantizer.kind: ProductQuantizer,
+    BEBRQuantizer.kind: BEBRQuantizer,
 }
 
 
@@ -26,6 +28,9 @@ def make_quantizer(config: QuantizationConfig, dim: int, metric: str) -> Quantiz
         if config.m > dim:
             raise ValueError(f"PQ m={config.m} exceeds the vector dimension {dim}")
         return ProductQuantizer(dim, metric, m=config.m, bits=config.bits, opq=config.opq)
+    if isinstance(config, BEBR):
+        return BEBRQuantizer(dim, metric, bits=config.bits, dim_out=config.dim_out, learned=config.learned,
+                             seed=config.seed)
     raise ValueError(f"not a quantization configuration: {config!r}")
 
 

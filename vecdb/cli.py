@@ -7,6 +7,7 @@ the TOML file given by ``--config`` (top level or a ``[server]`` table), then de
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import sys
@@ -45,7 +46,58 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     return value
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# Commands owned by other modules: name -> (module, attribute names to try). They are imported only
+# when used, so `vecdb serve` and `vecdb health` (the container HEALTHCHECK) start fast, and a
+# module that fails to import cannot take the other commands down.
+EXTERNAL_COMMANDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bench": ("vecdb.bench.cli", ("bench", "main", "cli")),
+    "verify": ("vecdb.verify", ("verify", "main")),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that adds the EXTERNAL_COMMANDS whose modules exist, on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        external = [name for name, (module, _) in EXTERNAL_COMMANDS.items() if _module_exists(module)]
+        return sorted({*super().list_commands(ctx), *external})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in EXTERNAL_COMMANDS:
+            # Not cached here: Python caches the module, and the group stays as declared.
+            command = _load_external(cmd_name, *EXTERNAL_COMMANDS[cmd_name])
+        return command
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:  # a missing parent package
+        return False
+
+
+def _load_external(name: str, module_name: str, attributes: tuple[str, ...]) -> click.Command | None:
+    if not _module_exists(module_name):
+        return None
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        error = exc
+
+        @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+        def broken() -> None:
+            raise click.ClickException(f"{name} is unavailable: importing {module_name} failed: {error!r}")
+
+        return broken
+    for attr in attributes:
+        command = getattr(module, attr, None)
+        if isinstance(command, click.Command):
+            return command
+    return None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="vecdb")
 @click.option(
     "--log-level",
@@ -77,9 +129,7 @@ def main(log_level: str) -> None:
     show_default=True,
     help="Address to bind; anything but loopback without --api-keys logs a warning.",
 )
-@click.option(
-    "--port", default=50051, type=int, envvar="VECDB_PORT", show_default=True, help="0 = any free port."
-)
+@click.option("--port", default=50051, type=int, envvar="VECDB_PORT", show_default=True, help="0 = any free port.")
 @click.option(
     "--port-file",
     type=click.Path(dir_okay=False),
@@ -119,9 +169,7 @@ def main(log_level: str) -> None:
     envvar="VECDB_MAX_BATCH_ROWS",
     show_default=True,
 )
-@click.option(
-    "--max-queries", default=Limits.max_queries, type=int, envvar="VECDB_MAX_QUERIES", show_default=True
-)
+@click.option("--max-queries", default=Limits.max_queries, type=int, envvar="VECDB_MAX_QUERIES", show_default=True)
 @click.option("--max-k", default=Limits.max_k, type=int, envvar="VECDB_MAX_K", show_default=True)
 @click.option(
     "--max-concurrent-rpcs",
@@ -287,9 +335,7 @@ def _vector_dim(table: Any) -> int:
 @click.option("--dim", type=int, help="Dimension for --create (default: read from the file).")
 @click.option("--metric", default="cosine", show_default=True, type=click.Choice(["l2", "ip", "cosine"]))
 @click.option("--batch-rows", default=10_000, show_default=True, type=click.IntRange(1, None))
-@click.option(
-    "--dataset", default="train", show_default=True, help="HDF5 dataset to read (ann-benchmarks layout)."
-)
+@click.option("--dataset", default="train", show_default=True, help="HDF5 dataset to read (ann-benchmarks layout).")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @_target_options
 def import_(
@@ -464,42 +510,6 @@ def info(target: str | None, api_key: str | None, tls_ca: str | None) -> None:
 
 
 # ---------------------------------------------------------------- commands owned by other modules
-
-
-def _attach(module_name: str, names: tuple[str, ...]) -> None:
-    """Add a click command defined elsewhere, if that module exists.
-
-    A module that exists but fails to import must not take ``vecdb serve`` down with it: its
-    command is replaced by one that reports the import error when invoked.
-    """
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and module_name.startswith(exc.name):
-            return  # the module (or its package) is simply not there
-        _attach_broken(names[0], module_name, exc)
-        return
-    except Exception as exc:
-        _attach_broken(names[0], module_name, exc)
-        return
-    for attr in names:
-        command = getattr(module, attr, None)
-        if isinstance(command, click.Command):
-            main.add_command(command, name=names[0])
-            return
-
-
-def _attach_broken(name: str, module_name: str, error: Exception) -> None:
-    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    def broken() -> None:
-        raise click.ClickException(f"{name} is unavailable: importing {module_name} failed: {error!r}")
-
-    main.add_command(broken)
-
-
-_attach("vecdb.bench.cli", ("bench", "main", "cli"))
-_attach("vecdb.engine.verify", ("verify",))
-_attach("vecdb.storage.verify", ("verify",))
 
 
 if __name__ == "__main__":

@@ -153,3 +153,17 @@ def test_serve_fails_cleanly_on_a_bad_key_file(tmp_path) -> None:
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "InvalidArgument" in result.output and "16 characters" in result.output
+
+
+def test_external_commands_load_lazily_and_fail_alone(monkeypatch) -> None:
+    import vecdb.cli as cli
+
+    monkeypatch.setitem(cli.EXTERNAL_COMMANDS, "ghost", ("vecdb.no_such_module", ("ghost",)))
+    monkeypatch.setattr(cli, "_module_exists", lambda name: True)
+    runner = CliRunner()
+    assert "ghost" in runner.invoke(main, ["--help"]).output
+    result = runner.invoke(main, ["ghost", "--anything"])
+    assert result.exit_code != 0 and "ghost is unavailable" in result.output
+    assert runner.invoke(main, ["health", "--help"]).exit_code == 0
+    monkeypatch.setattr(cli, "_module_exists", lambda name: name == "vecdb.bench.cli")
+    assert "ghost" not in runner.invoke(main, ["--help"]).output

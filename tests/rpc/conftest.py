@@ -106,14 +106,50 @@ def _certificate(subject: str, key: Any, issuer_name: Any, issuer_key: Any, *, c
     return builder.sign(issuer_key or key, hashes.SHA256())
 
 
+def _openssl_files(out: Path) -> TLSFiles:
+    """The same certificates made with the openssl CLI (when `cryptography` is not installed)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("neither the cryptography package nor the openssl CLI is available")
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=out)
+
+    ec_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec_key, "-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=vecdb test CA")
+    (out / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, subject, ext in (("server", "/CN=localhost", ["-extfile", "san.ext"]), ("client", "/CN=client", [])):
+        run("req", *ec_key, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject)
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.crt",
+            "-days",
+            "1",
+            *ext,
+        )
+    return TLSFiles(out / "ca.crt", out / "server.crt", out / "server.key", out / "client.crt", out / "client.key")
+
+
 @pytest.fixture(scope="session")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
-    """Generate the certificates with `cryptography` (skip if it is missing)."""
-    pytest.importorskip("cryptography")
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
+    """Generate a CA, a server and a client certificate: `cryptography` if installed, else openssl."""
     out = tmp_path_factory.mktemp("tls")
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+    except ImportError:
+        return _openssl_files(out)
 
     def write(name: str, cert: Any, key: Any) -> tuple[Path, Path]:
         cert_path, key_path = out / f"{name}.crt", out / f"{name}.key"

@@ -195,7 +195,13 @@ def test_int32_column_stored_as_int64_is_cast() -> None:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(filters(), st.sampled_from([TABLE, WIDE]))
 def test_random_filters_match_oracle(text: str, table: pa.Table) -> None:
-    _check(text, table)
+    mask = _check(text, table)
+    # The canonical text is a faithful rendering: it compiles to itself and to the same mask.
+    canonical = compile_filter(text, SCHEMA).canonical  # type: ignore[union-attr]
+    again = compile_filter(canonical, SCHEMA)
+    assert again is not None and again.canonical == canonical
+    np.testing.assert_array_equal(again.mask(table), mask, err_msg=canonical)
+    np.testing.assert_array_equal(_check(f"NOT NOT ({text})", table), mask)
 
 
 _SCHEMA_WORDS = st.sampled_from(["i32", "lang", "tags", "flag", "ts", "f64", "'x'", "1", "2.5", "NULL",

@@ -559,22 +559,36 @@ class _Binder:
 
 
 def to_text(node: Node) -> str:
-    """A deterministic text form that parses back to an equivalent filter.
+    """A deterministic text form that parses back to an equivalent filter (and to itself).
 
     AND/OR operands are flattened, de-duplicated and sorted, IN lists sorted and de-duplicated,
     keywords upper-cased: filters that differ only in those respects get the same text.
     """
-    if isinstance(node, (And, Or)):
-        kind = type(node)
-        parts: set[str] = set()
-        for child in _flatten(node, kind):
-            text = to_text(child)
-            parts.add(f"({text})" if isinstance(child, (And, Or)) else text)
-        if len(parts) == 1:
-            return parts.pop()
-        return f" {kind.__name__.upper()} ".join(sorted(parts))
+    return _render(_normalize(node))
+
+
+def _normalize(node: Node) -> Node:
+    """Flatten nested AND/OR, drop duplicate operands, sort them, collapse single ones."""
     if isinstance(node, Not):
-        inner = to_text(node.operand)
+        return Not(_normalize(node.operand), node.pos)
+    if not isinstance(node, (And, Or)):
+        return node
+    kind = type(node)
+    flat: list[Node] = []
+    for child in (_normalize(c) for c in node.operands):
+        flat.extend(child.operands if isinstance(child, kind) else [child])  # type: ignore[union-attr]
+    unique = {_render(c): c for c in flat}
+    if len(unique) == 1:
+        return next(iter(unique.values()))
+    return kind(tuple(unique[key] for key in sorted(unique)), node.pos)
+
+
+def _render(node: Node) -> str:
+    if isinstance(node, (And, Or)):
+        parts = [f"({_render(c)})" if isinstance(c, (And, Or)) else _render(c) for c in node.operands]
+        return f" {type(node).__name__.upper()} ".join(parts)
+    if isinstance(node, Not):
+        inner = _render(node.operand)
         return f"NOT ({inner})" if isinstance(node.operand, (And, Or)) else f"NOT {inner}"
     if isinstance(node, Compare):
         return f"{_operand_text(node.left)} {node.op} {_operand_text(node.right)}"
@@ -589,13 +603,6 @@ def to_text(node: Node) -> str:
     if isinstance(node, IsNull):
         return f"{_operand_text(node.operand)} IS {'NOT ' if node.negated else ''}NULL"
     return f"array_contains({_operand_text(node.field)}, {_operand_text(node.value)})"
-
-
-def _flatten(node: And | Or, kind: type) -> list[Node]:
-    out: list[Node] = []
-    for child in node.operands:
-        out.extend(_flatten(child, kind) if isinstance(child, kind) else [child])  # type: ignore[arg-type]
-    return out
 
 
 def _operand_text(op: Operand) -> str:

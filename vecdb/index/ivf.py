@@ -80,6 +80,15 @@ def list_order(cd: np.ndarray, count: int) -> np.ndarray:
     return np.ascontiguousarray(part[np.argsort(cd[part], kind="stable")], dtype=np.int64)
 
 
+def filtered_probes(n_min: int, selectivity: float, n_max: int) -> int:
+    """Lists a filtered query probes before its stop-at-k rule applies: a filter keeping a fraction
+    ``selectivity`` of the rows leaves that fraction of each list, so probe 1/selectivity times as
+    many lists (at most FILTER_PROBE_FACTOR times, and ``n_max``) to see as many candidates."""
+    if selectivity >= 1.0:
+        return n_min
+    return min(n_max, math.ceil(n_min / max(selectivity, 1.0 / FILTER_PROBE_FACTOR)))
+
+
 def code_scan(
     query: np.ndarray, quantizer: Any, codes: np.ndarray, rows: np.ndarray, lists: np.ndarray,
     list_start: np.ndarray, mask: np.ndarray, filtered: bool, vectors: np.ndarray, metric: str, k: int,
@@ -172,6 +181,9 @@ class IVFIndex(VectorIndex):
         n_max = min(positive_int(params, "max_lists", FILTER_PROBE_FACTOR * nprobe), self.nlist) if filtered \
             else nprobe
         n_max = max(n_max, nprobe)
+        n_rows = self.rows.shape[0]
+        selectivity = np.count_nonzero(mask[:n_rows]) / max(n_rows, 1) if filtered else 1.0
+        n_min = filtered_probes(nprobe, selectivity, n_max)
         route = unit_rows(qs) if self.metric == "cosine" else qs
         cd = kernels.distances_many(route, self.centroids, self._route_metric)
         nq = qs.shape[0]
@@ -187,12 +199,12 @@ class IVFIndex(VectorIndex):
             if self.codes is None:
                 hd, hk = out_d[t], out_i[t]
                 size, probed[t], read[t], scored[t] = postings.scan_offsets(
-                    qs[t], self.vectors, self.rows, self.list_start, order, nprobe, order.shape[0], _NO_LIMIT,
+                    qs[t], self.vectors, self.rows, self.list_start, order, n_min, order.shape[0], _NO_LIMIT,
                     code, mask, filtered, k, hd, hk)
                 heap_sort_out(hd, hk, size)
                 hd[size:], hk[size:] = np.inf, -1
             else:
-                probed[t], read[t] = postings.plan_probes(self.rows, self.list_start, order, nprobe,
+                probed[t], read[t] = postings.plan_probes(self.rows, self.list_start, order, n_min,
                                                           order.shape[0], _NO_LIMIT, mask, filtered, k)
                 out_i[t], out_d[t], scored[t] = code_scan(
                     qs[t], self.quantizer, self.codes, self.rows, order[: probed[t]], self.list_start, mask,

@@ -43,13 +43,12 @@ def scan_offsets(
 ) -> tuple[int, int, int, int]:
     """IVF scan: lists hold row offsets ``rows`` (CSR by ``list_start`` (L+1,) int64) into
     ``vectors`` (n, d) float32. -> (heap size, lists probed, rows read, rows scored)."""
-    size = 0
+    size = 0  # the heap holds distinct allowed rows: k_fill of them ends a filter's extra probes
     probed = 0
     read = 0
     scored = 0
-    found = 0
     for li in range(n_max):
-        if li >= n_min and (not filtered or found >= k_fill):
+        if li >= n_min and (not filtered or size >= k_fill):
             break
         lst = order[li]
         lo = list_start[lst]
@@ -64,7 +63,6 @@ def scan_offsets(
                 continue
             d = distance_f32(query, vectors[r], metric)
             scored += 1
-            found += 1
             size = heap_push(hd, hk, size, d, r)
     return size, probed, read, scored
 
@@ -79,13 +77,12 @@ def scan_records(
     uint32 view ``rec_ids`` of the same buffer), columns 1.. the vector; a list is the contiguous
     block ``list_start[l]:list_start[l+1]``. metric: l2 or ip. Replicas are de-duplicated.
     -> (heap size, lists probed, rows read, rows scored)."""
-    size = 0
+    size = 0  # the heap holds distinct allowed rows: k_fill of them ends a filter's extra probes
     probed = 0
     read = 0
     scored = 0
-    found = 0
     for li in range(n_max):
-        if li >= n_min and (not filtered or found >= k_fill):
+        if li >= n_min and (not filtered or size >= k_fill):
             break
         lst = order[li]
         lo = list_start[lst]
@@ -101,7 +98,6 @@ def scan_records(
             v = recs[j, 1:]
             d = l2_f32(query, v) if metric == L2 else -dot_f32(query, v)
             scored += 1
-            found += 1  # counts replicas too: a cheap upper bound that can only stop early probes late
             size = push_unique(hd, hk, size, d, r)
     return size, probed, read, scored
 
@@ -112,9 +108,11 @@ def plan_probes(
     mask: np.ndarray, filtered: bool, k_fill: int,
 ) -> tuple[int, int]:
     """How many lists of ``order`` a code scan probes (the rule of ``scan_offsets``) and how many
-    rows that reads; ``rows`` (N,) holds each posting row's offset. -> (lists, rows read)."""
+    rows that reads; ``rows`` (N,) holds each posting row's offset (replicas counted once).
+    -> (lists, rows read)."""
     probed = 0
     read = 0
+    seen = {np.int64(-1)}
     found = 0
     for li in range(n_max):
         if li >= n_min and (not filtered or found >= k_fill):
@@ -128,7 +126,9 @@ def plan_probes(
         read += hi - lo
         if filtered:
             for j in range(lo, hi):
-                if _allowed(mask, filtered, np.int64(rows[j])):
+                r = np.int64(rows[j])
+                if _allowed(mask, filtered, r) and r not in seen:
+                    seen.add(r)
                     found += 1
     return probed, read
 

@@ -92,7 +92,8 @@ def predicates(draw: st.DrawFn) -> str:
     kind = draw(st.sampled_from(["cmp", "cmp", "in", "between", "null", "contains", "bare"]))
     if kind == "contains":
         field = draw(st.sampled_from(["tags", "nums"]))
-        values = st.sampled_from(["'a'", "'b'", "'z'"]) if field == "tags" else st.integers(0, 6).map(str)
+        values = (st.sampled_from(["'a'", "'b'", "'z'"]) if field == "tags"
+                  else st.one_of(st.integers(0, 6).map(str), st.sampled_from(["2.0", "2.5"])))
         value = draw(values)
         return f"array_contains({field}, {value})"
     if kind == "bare":

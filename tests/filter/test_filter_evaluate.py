@@ -52,6 +52,7 @@ def test_comparisons_match_oracle(op: str, field: str, value: str) -> None:
         "ts BETWEEN '2024-01-02' AND '2024-01-04'", "f32 BETWEEN i32 AND f64",
         "i32 IS NULL", "lang IS NOT NULL", "tags IS NULL", "nums IS NOT NULL",
         "array_contains(tags, 'a')", "NOT array_contains(tags, 'b')", "array_contains(nums, 3)",
+        "array_contains(nums, 2.0)", "array_contains(nums, 2.5)", "NOT array_contains(nums, 1e19)",
         "flag", "NOT flag", "flag = FALSE", "flag != TRUE",
         "i32 < f64", "i32 = i64", "lang = lang",
         "i32 > 0 AND lang = 'en' OR NOT (f64 < 1 OR flag)",

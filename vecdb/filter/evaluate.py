@@ -406,8 +406,13 @@ def lower(node: Node, get: Getter, schema: pa.Schema) -> Any:
         return pc.invert(result) if node.negated else result
     assert isinstance(node, ArrayContains)
     elem = schema.field(node.field.name).type.value_type
-    value = pa.scalar(node.value.value, elem)  # type: ignore[union-attr]
     lists = get(node.field.name)
+    v = node.value.value  # type: ignore[union-attr]
+    if pa.types.is_integer(elem) and isinstance(v, float):
+        if not (v.is_integer() and -(2.0**63) <= v < 2.0**63):  # equals no int64: FALSE, or NULL
+            return pc.if_else(pc.is_valid(lists), pa.scalar(False), _NULL_BOOL)
+        v = int(v)
+    value = pa.scalar(v, elem)
     if isinstance(lists, pc.Expression):
         return pc.Expression._call(_LIST_CONTAINS[str(elem)], [lists, pc.scalar(value)])
     return pc.call_function(_LIST_CONTAINS[str(elem)], [lists, value])

@@ -38,10 +38,8 @@ def start_server() -> Iterator[Callable[..., InProcess]]:
 
     def start(**settings: Any) -> InProcess:
         db = FakeDatabase()
-        server = VecdbServer(
-            ServerSettings(data_dir=":memory:", port=0, grace_seconds=2.0, **settings),
-            open_database=lambda _p: db,
-        )
+        options = {"data_dir": ":memory:", "port": 0, "grace_seconds": 2.0, **settings}
+        server = VecdbServer(ServerSettings(**options), open_database=lambda _p: db)
         server.start()
         started.append(server)
         return InProcess(server, db)

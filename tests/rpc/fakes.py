@@ -53,6 +53,7 @@ class FakeCollection:
     def search(self, queries: Any, k: int = 10, **kw: Any) -> SearchResult:
         self.calls.append(("search", kw))
         time.sleep(self.search_delay)
+        self.finished_at = time.monotonic()
         if k < 1:
             raise InvalidArgument(f"k must be >= 1, got {k}")
         ids = np.array(sorted(self.rows), dtype=np.int64)
@@ -139,3 +140,4 @@ class FakeDatabase:
 
     def close(self) -> None:
         self.closed = True
+        self.closed_at = time.monotonic()

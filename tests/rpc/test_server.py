@@ -163,6 +163,30 @@ def test_graceful_stop_drains_in_flight_calls(start_server) -> None:
     db.close()
 
 
+def test_close_waits_for_calls_that_outlive_the_grace_period(start_server) -> None:
+    running = start_server(grace_seconds=0.1)
+    db = connect_remote(running.uri, retries=0)
+    col = db.create_collection("slow", 2)
+    col.upsert([1], [[0.0, 0.0]])
+    running.db.cols["slow"].search_delay = 1.0
+    outcome: list[object] = []
+
+    def search() -> None:
+        try:
+            outcome.append(col.search([[0.0, 0.0]], k=1))
+        except errors.VecdbError as exc:  # cancelled when the grace period ran out
+            outcome.append(exc)
+
+    thread = threading.Thread(target=search)
+    thread.start()
+    time.sleep(0.3)
+    running.server.stop()
+    thread.join(5)
+    assert outcome and running.db.closed
+    assert running.db.cols["slow"].finished_at <= running.db.closed_at  # close() never raced the call
+    db.close()
+
+
 def test_deadlines(fake_server) -> None:
     db = connect_remote(fake_server.uri)
     col = db.create_collection("slow", 2)

@@ -341,6 +341,7 @@ class VecdbServer:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.port = 0
         self._grpc: grpc.Server | None = None
+        self._workers: futures.ThreadPoolExecutor | None = None
         self._metrics_http: Any = None
         self._stopped = threading.Event()
 
@@ -363,8 +364,9 @@ class VecdbServer:
             interceptors.append(MetricsInterceptor(rpc_metrics))
         interceptors.append(AuthInterceptor(keys))  # after metrics, so refused calls are counted too
         limits = settings.limits
+        self._workers = futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="vecdb-rpc")
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="vecdb-rpc"),
+            self._workers,
             interceptors=interceptors,
             maximum_concurrent_rpcs=limits.max_concurrent_rpcs,
             options=[
@@ -425,6 +427,10 @@ class VecdbServer:
         if self._grpc is not None:
             # stop() rejects new RPCs at once and waits up to grace for the running ones.
             self._grpc.stop(self.settings.grace_seconds).wait()
+        if self._workers is not None:
+            # Calls still running past the grace period were cancelled, but their threads are still
+            # inside the engine: wait for them, so close() never races a write.
+            self._workers.shutdown(wait=True)
         self.holder.stopping = True
         db, self.holder.db = self.holder.db, None
         if db is not None:

@@ -27,6 +27,15 @@ def _group(rows: list[dict[str, Any]], key: str) -> dict[tuple[str, int, str], l
     return out
 
 
+def _provenance(row: dict[str, Any]) -> str:
+    """Where and when: the line that makes a table checkable."""
+    machine = row.get("machine") or {}
+    simd = (machine.get("simd") or {}).get("simd_level", "?")
+    commit = (machine.get("commit") or "?")[:12] + ("-dirty" if str(machine.get("commit")).endswith("dirty") else "")
+    return (f"measured {row.get('time', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, "
+            f"SIMD {simd}), vecdb commit {commit}, best of {row.get('runs', 1)} run(s)")
+
+
 def at_thresholds(rows: list[dict[str, Any]]) -> dict[float, float | None]:
     """Highest QPS at each recall threshold over ``rows``."""
     recall = [r["recall"] for r in rows]
@@ -63,7 +72,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              f"{first['n_test']:,} queries, k={first['k']}")
     if first.get("filter"):
         title += f", filter `{first['filter']}` (selectivity {first['selectivity']:.4f})"
-    lines = [title, ""]
+    lines = [title, "", _provenance(first), ""]
     per_config = _group(rows, "algorithm")
     for (mode, threads), by_system in system_table(rows).items():
         lines += [f"**{mode}-query, {threads} thread(s)**", "", f"| system | {head} |",

@@ -49,7 +49,9 @@ def test_flags_to_config() -> None:
     assert default_sweep(["IVF1024"]) == {"nprobe": [1, 2, 4, 8, 16, 32, 64, 128]}
     grpc = build_config("d", ("Flat",), (), ("ef=8",), ("ef_construction=40,80",), "grpc://h:1")
     assert [g.system for g in grpc.groups] == ["vecdb", "vecdb-grpc"]
-    assert grpc.groups[1].url == "grpc://h:1" and len(grpc.groups[0].build_args) == 2
+    assert grpc.groups[1].url == "grpc://h:1" and grpc.groups[0].build_args == [{}]  # Flat has no efC
+    hnsw = build_config("d", ("HNSW8",), (), (), ("ef_construction=40,80",), None)
+    assert hnsw.groups[0].build_args == [{"ef_construction": 40}, {"ef_construction": 80}]
 
 
 @pytest.mark.parametrize("path", sorted(SUITES.glob("*.yml")), ids=lambda p: p.stem)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from vecdb.bench.runner import MODES, BenchConfig, RunGroup, expand, read_rows, run_bench
-from vecdb.bench.specs import parse_sweep, parse_vecdb_spec, split_baseline
+from vecdb.bench.specs import parse_sweep, split_baseline, vecdb_fields
 
 # Used when no --sweep is given: the knob each index family has, over its useful range.
 DEFAULT_SWEEPS: dict[str, dict[str, list[Any]]] = {
@@ -48,11 +48,16 @@ def build_config(dataset: str, indexes: tuple[str, ...], baselines: tuple[str, .
     build = expand(parse_sweep(build_arg)) if build_arg else [{}]
     groups = []
     for system, spec in systems:
+        builds = build
         if system.startswith("vecdb"):
-            parse_vecdb_spec(spec)  # a typo fails now, not after the dataset has loaded
+            # Checks the spec now (not after the dataset loaded) and keeps the args it takes, so one
+            # --build-arg ef_construction=... serves "HNSW16" and "Flat" alike.
+            accepted = vecdb_fields(spec)
+            builds = [dict(t) for t in dict.fromkeys(
+                tuple(sorted((k, v) for k, v in b.items() if k in accepted)) for b in build)]
         # Build args written for vecdb (ef_construction...) go to every HNSW-like index; faiss ignores
         # what it does not know, so one flag serves all systems.
-        groups.append(RunGroup(system=system, spec=spec, build_args=build, query_args=expand(query),
+        groups.append(RunGroup(system=system, spec=spec, build_args=builds, query_args=expand(query),
                                url=grpc if system == "vecdb-grpc" and grpc != "auto" else None))
     return BenchConfig(dataset=dataset, groups=groups, **fields)
 

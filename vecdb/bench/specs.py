@@ -45,6 +45,12 @@ def parse_vecdb_spec(spec: str, build_args: dict[str, Any] | None = None) -> tup
     return _override(index, quant, dict(build_args or {}), spec)
 
 
+def vecdb_fields(spec: str) -> set[str]:
+    """The build-argument names ``spec`` accepts (fields of its index and quantization configs)."""
+    index, quant = parse_vecdb_spec(spec)
+    return {f.name for c in (index, quant) if c is not None for f in dataclasses.fields(c)}
+
+
 def _parse_quant(text: str, spec: str) -> Any:
     m = _QUANT.match(text)
     if m is None:

@@ -74,15 +74,18 @@ def random_table(n: int, seed: int, null_rate: float = 0.15) -> pa.Table:
 # ------------------------------------------------------------------------------ filter strategy
 
 _SCALAR_VALUES = {
-    "i32": st.one_of(st.integers(-6, 6).map(str), st.sampled_from(["2.5", "-1.0", "1e1"])),
+    "i32": st.one_of(st.integers(-6, 6).map(str), st.sampled_from(["2.5", "-1.0", "1e1", "99999999999"])),
     "i64": st.one_of(st.integers(-2, 21).map(str),
-                     st.sampled_from(["-9223372036854775808", "1099511627776"])),
-    "f32": st.sampled_from(["0.25", "-1", "0", "1.0", "0.5", "-0.75", "2e0"]),
-    "f64": st.sampled_from(["0.5", "-2.5", "0", "1", "2.5", "-0.0", "3"]),
+                     st.sampled_from(["-9223372036854775808", "1099511627776", "7.5", "1e30"])),
+    "f32": st.sampled_from(["0.25", "-1", "0", "1.0", "0.5", "-0.75", "2e0", "0.1", "1e-50"]),
+    "f64": st.sampled_from(["0.5", "-2.5", "0", "1", "2.5", "-0.0", "3", "9007199254740993"]),
     "flag": st.sampled_from(["TRUE", "FALSE"]),
-    "lang": st.sampled_from(["'en'", "'fr'", "'it''s'", "''", "'zz'", "'de'"]),
-    "ts": st.integers(-1, 10).map(lambda d: f"'{(BASE_TS + dt.timedelta(days=d)).date().isoformat()}'"),
+    "lang": st.sampled_from(["'en'", "'fr'", "'it''s'", "''", "'zz'", "'de'", "'é'", "'e'"]),
+    "ts": st.one_of(
+        st.integers(-1, 10).map(lambda d: f"'{(BASE_TS + dt.timedelta(days=d)).date().isoformat()}'"),
+        st.sampled_from(["'2024-01-03T23:00:00-01:00'", "'2024-01-02T00:00:00.000001'"])),
 }
+
 _ORDERED = ["i32", "i64", "f32", "f64", "lang", "ts"]
 
 

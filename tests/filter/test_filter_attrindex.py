@@ -163,6 +163,8 @@ def test_memory_accounting_and_errors() -> None:
     assert high.bitmaps is None and high.cardinality == n
     assert low.nbytes == 8 * n + 4 * n // 8 + 4 * 8 + 5 * 8  # order+codes, bitmaps, uniques, bounds
     assert index.nbytes == low.nbytes + high.nbytes
+    segment = table.append_column("id", pa.array(np.arange(n))).append_column("vector", pa.array([[0.0]] * n))
+    assert set(AttributeIndex.build(segment).fields) == {"low", "high"}
     with pytest.raises(InvalidArgument, match="unknown attribute 'nope'"):
         AttributeIndex.build(table, ["nope"])
     with pytest.raises(InvalidArgument, match="cannot index attribute 'm'"):

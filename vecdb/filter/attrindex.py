@@ -164,11 +164,6 @@ class FieldIndex:
         out[self.null_rows] = True
         return out
 
-    def nans(self) -> np.ndarray:
-        out = np.zeros(self.num_rows, dtype=bool)
-        out[self.nan_rows] = True
-        return out
-
 
 def _bisect_strings(uniques: pa.Array, value: str, side: str) -> int:
     """Binary search in a sorted Arrow string array (UTF-8 byte order = code point order)."""
@@ -297,8 +292,11 @@ class AttributeIndex:
     @classmethod
     def build(cls, table: pa.Table, fields: list[str] | None = None,
               bitmap_max_values: int = BITMAP_MAX_VALUES) -> AttributeIndex:
-        """Index ``fields`` of ``table`` (default: every column it can index)."""
-        names = table.column_names if fields is None else list(fields)
+        """Index ``fields`` of ``table`` (default: every attribute column it can index; the
+        ``id`` and ``vector`` columns of a segment are never indexed by default)."""
+        if table.num_rows >= 2**32:
+            raise InvalidArgument(f"cannot index {table.num_rows} rows: row offsets are uint32")
+        names = [c for c in table.column_names if c not in ("id", "vector")] if fields is None else list(fields)
         out: dict[str, FieldIndex] = {}
         for name in names:
             if name not in table.column_names:

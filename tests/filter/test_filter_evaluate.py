@@ -46,6 +46,7 @@ def test_comparisons_match_oracle(op: str, field: str, value: str) -> None:
     [
         "i32 IN (1, 2, 99)", "i32 NOT IN (1, 2)", "i32 IN (2.0, 2.5)", "i32 IN (9999999999)",
         "lang IN ('en', 'it''s')", "lang NOT IN ('', 'de')", "f64 IN (0.5, -2.5)", "f64 IN (-0.0)", "f32 IN (0)",
+        "f32 IN (1e-50, 0.1, 0.25, 1e300)",
         "f64 NOT IN (0.0, 1)", "flag IN (TRUE)",
         "ts IN ('2024-01-02', '2024-01-05')",
         "i32 BETWEEN -1 AND 2", "i32 NOT BETWEEN -1 AND 2", "f64 BETWEEN 2 AND 1", "lang BETWEEN 'a' AND 'f'",

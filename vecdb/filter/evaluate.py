@@ -352,9 +352,14 @@ def value_set(values: tuple[Literal, ...], t: pa.DataType) -> pa.Array:
         ints = {int(v) for v in vals if isinstance(v, int) or float(v).is_integer()}  # type: ignore[arg-type]
         return pa.array(sorted(v for v in ints if lo <= v <= hi), t)
     if pa.types.is_floating(t):
-        floats = sorted({float(v) for v in vals})  # type: ignore[arg-type]
-        if 0.0 in floats:  # is_in hashes, and -0.0 hashes apart from 0.0 though they are equal
-            floats = [*floats, 0.0, -0.0]
+        floats = np.array(sorted({float(v) for v in vals}), dtype=np.float64)  # type: ignore[arg-type]
+        if t != pa.float64():
+            # is_in casts the set to the column type (1e-50 -> 0.0 in float32), while '=' compares
+            # in float64: keep only values the column type holds exactly, as only they can match.
+            with np.errstate(over="ignore"):
+                floats = floats[floats.astype(t.to_pandas_dtype()).astype(np.float64) == floats]
+        if np.any(floats == 0.0):  # is_in hashes, and -0.0 hashes apart from 0.0 though they are equal
+            floats = np.append(floats, [0.0, -0.0])
         return pa.array(floats, pa.float64())
     if pa.types.is_boolean(t) or pa.types.is_string(t):
         return pa.array(sorted(set(vals)), t)  # type: ignore[type-var]

@@ -106,6 +106,7 @@ class HNSWIndex(VectorIndex):
         self._w = _ones(dim)
         self._owns_vectors = metric == "cosine"
         self._write = threading.Lock()
+        self._args_cache: tuple[_Graph, tuple] | None = None
         self._g = self._empty_graph(np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32))
 
     # --- the contract ----------------------------------------------------------------------------
@@ -155,7 +156,10 @@ class HNSWIndex(VectorIndex):
         rows past the end of the mask count as disallowed.
         """
         g = self._g
-        qs = _as_rows(queries, self.dim)
+        qs = queries
+        if not (type(qs) is np.ndarray and qs.dtype == np.float32 and qs.ndim == 2  # the hot path
+                and qs.shape[1] == self.dim and qs.flags.c_contiguous):
+            qs = _as_rows(queries, self.dim)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         ef = params.get("ef")
@@ -178,20 +182,18 @@ class HNSWIndex(VectorIndex):
                 raise ValueError("allowed must be a 1-D bool array")
             filtered = True
         nq = qs.shape[0]
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_d = np.full((nq, k), np.inf, dtype=np.float32)
-        args = self._kernel_args(g, ef, rerank_n, mask, filtered)
+        out_i = np.empty((nq, k), dtype=np.int64)
+        out_d = np.empty((nq, k), dtype=np.float32)
+        static = self._static_args(g)
         if nq == 1 or not _PARALLEL.acquire(blocking=False):
             visited, epoch = _thread_visited(g.n)
             for t in range(nq):
-                graph.search_one(qs[t], *args, visited, epoch, out_i[t], out_d[t])
+                graph.search_one(qs[t], *static, rerank_n, ef, mask, filtered, visited, epoch, out_i[t], out_d[t])
         else:
             try:
-                graph.search_many(qs, *args, _chunks(nq), out_i, out_d)
+                graph.search_many(qs, *static, rerank_n, ef, mask, filtered, _chunks(nq), out_i, out_d)
             finally:
                 _PARALLEL.release()
-        if self.metric == "cosine":  # the graph scored -dot of unit vectors
-            out_d[out_i >= 0] += 1.0
         return out_i, out_d
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -361,16 +363,22 @@ class HNSWIndex(VectorIndex):
         """Rows and distance mode used to build: always the exact vectors (codes only search)."""
         return g.vecs, graph.L2 if self.metric == "l2" else graph.IP
 
-    def _kernel_args(self, g: _Graph, ef: int, rerank_n: int, mask: np.ndarray, filtered: bool) -> tuple:
+    def _static_args(self, g: _Graph) -> tuple:
+        """Kernel arguments fixed for a snapshot, cached so a query does not rebuild them."""
+        cached = self._args_cache
+        if cached is not None and cached[0] is g:
+            return cached[1]
         emode = graph.L2 if self.metric == "l2" else graph.IP
         if self._quantized:
             tmode = 2 if self.metric == "l2" else 3
             dmode = graph.WL2 if self.metric == "l2" else graph.IP
         else:
             tmode, dmode = emode, emode
-        return (tmode, self._scale, self._offset, self.metric == "cosine", self._w, g.trav, dmode, g.vecs,
-                emode, rerank_n, g.links0, g.counts0, g.up_off, g.links_up, g.counts_up, g.entry,
-                g.max_level, g.n, ef, mask, filtered)
+        cosine = self.metric == "cosine"
+        args = (tmode, self._scale, self._offset, cosine, 1.0 if cosine else 0.0, self._w, g.trav, dmode,
+                g.vecs, emode, g.links0, g.counts0, g.up_off, g.links_up, g.counts_up, g.entry, g.max_level, g.n)
+        self._args_cache = (g, args)
+        return args
 
     def _empty_graph(self, vecs: np.ndarray, trav: np.ndarray) -> _Graph:
         m = self.m

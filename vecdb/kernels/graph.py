@@ -306,13 +306,16 @@ def prepare_query(q, tmode, scale, offset, normalize, qn, qt):
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def query(qn, qt, w, trav, dmode, vecs, emode, rerank_n, links0, counts0, up_off, links_up, counts_up,
-          entry, max_level, n_limit, ef, allowed, filtered, visited, epoch, out_i, out_d):
-    """One k-NN query; writes out_i (k,) int64 / out_d (k,) float32 (pre-filled -1 / +inf).
+def query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up, counts_up,
+          entry, max_level, n_limit, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d):
+    """One k-NN query; fills out_i (k,) int64 / out_d (k,) float32 (padded -1 / +inf).
 
     With rerank_n > 0 the traversal ran on codes: the best rerank_n candidates are re-scored with
-    exact distances on ``vecs`` (mode ``emode``) before the top k are kept.
+    exact distances on ``vecs`` (mode ``emode``) before the top k are kept. ``shift`` is added to
+    every returned distance (1 for cosine, scored as -dot of unit vectors).
     """
+    out_i[:] = -1
+    out_d[:] = np.inf
     if entry < 0 or n_limit <= 0:
         return
     tag = next_tag(visited, epoch)
@@ -338,24 +341,28 @@ def query(qn, qt, w, trav, dmode, vecs, emode, rerank_n, links0, counts0, up_off
         for t in range(min(k, rsz)):
             out_i[t] = res_i[order[t]]
             out_d[t] = res_d[order[t]]
+    if shift != 0.0:
+        for t in range(k):
+            if out_i[t] >= 0:
+                out_d[t] += shift
 
 
 @njit(cache=True, nogil=True)
-def search_one(q, tmode, scale, offset, normalize, w, trav, dmode, vecs, emode, rerank_n,
-               links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit, ef,
-               allowed, filtered, visited, epoch, out_i, out_d):
+def search_one(q, tmode, scale, offset, normalize, shift, w, trav, dmode, vecs, emode,
+               links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit,
+               rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d):
     """One query (d,) float32 -> out_i (k,) / out_d (k,), on the caller's visited array."""
     qn = np.empty(q.shape[0], np.float32)
     qt = np.empty(q.shape[0], np.float32)
     prepare_query(q, tmode, scale, offset, normalize, qn, qt)
-    query(qn, qt, w, trav, dmode, vecs, emode, rerank_n, links0, counts0, up_off, links_up, counts_up,
-          entry, max_level, n_limit, ef, allowed, filtered, visited, epoch, out_i, out_d)
+    query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up, counts_up,
+          entry, max_level, n_limit, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d)
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def search_many(qs, tmode, scale, offset, normalize, w, trav, dmode, vecs, emode, rerank_n,
-                links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit, ef,
-                allowed, filtered, nchunks, out_i, out_d):
+def search_many(qs, tmode, scale, offset, normalize, shift, w, trav, dmode, vecs, emode,
+                links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit,
+                rerank_n, ef, allowed, filtered, nchunks, out_i, out_d):
     """A batch of queries (nq, d) split over threads, each chunk with its own visited array."""
     nq = qs.shape[0]
     for c in prange(nchunks):
@@ -365,8 +372,8 @@ def search_many(qs, tmode, scale, offset, normalize, w, trav, dmode, vecs, emode
         qt = np.empty(qs.shape[1], np.float32)
         for t in range(c, nq, nchunks):
             prepare_query(qs[t], tmode, scale, offset, normalize, qn, qt)
-            query(qn, qt, w, trav, dmode, vecs, emode, rerank_n, links0, counts0, up_off, links_up,
-                  counts_up, entry, max_level, n_limit, ef, allowed, filtered, visited, epoch,
+            query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up,
+                  counts_up, entry, max_level, n_limit, rerank_n, ef, allowed, filtered, visited, epoch,
                   out_i[t], out_d[t])
 
 

@@ -262,9 +262,10 @@ def _read_batches(path: Path, batch_rows: int, dataset: str) -> tuple[int | None
 
         handle = h5py.File(path, "r")
         if dataset not in handle:
-            raise click.BadParameter(f"{path} has no dataset {dataset!r} (has {sorted(handle)})")
-        matrix = handle[dataset]
-        return matrix.shape[0], _matrix_batches(matrix, batch_rows)
+            names = sorted(handle)
+            handle.close()
+            raise click.BadParameter(f"{path} has no dataset {dataset!r} (has {names})")
+        return handle[dataset].shape[0], _closing(_matrix_batches(handle[dataset], batch_rows), handle)
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -298,6 +299,14 @@ def _matrix_batches(matrix: Any, batch_rows: int) -> Iterator[Any]:
                 "vector": pa.FixedSizeListArray.from_arrays(flat, block.shape[1]),
             }
         )
+
+
+def _closing(batches: Iterator[Any], handle: Any) -> Iterator[Any]:
+    """Yield from ``batches``, then close ``handle`` (also when the consumer stops early)."""
+    try:
+        yield from batches
+    finally:
+        handle.close()
 
 
 def _rebatch(tables: Iterator[Any], batch_rows: int) -> Iterator[Any]:

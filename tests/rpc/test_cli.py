@@ -69,6 +69,8 @@ def _write_inputs(tmp_path, n: int, d: int) -> dict[str, object]:
     pq.write_table(table, tmp_path / "x.parquet", row_group_size=37)
     with pa.OSFile(str(tmp_path / "x.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table, max_chunksize=50)
+    with pa.OSFile(str(tmp_path / "x.arrows"), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=50)
     h5py = pytest.importorskip("h5py")
     with h5py.File(tmp_path / "x.hdf5", "w") as f:
         f["train"] = x
@@ -81,7 +83,7 @@ def test_import_each_format_over_grpc_and_manage_collections(grpc_server, tmp_pa
     data = _write_inputs(tmp_path, n, d)
     runner = CliRunner()
     target = ["--target", grpc_server]
-    for fmt in ("npy", "parquet", "arrow", "hdf5"):
+    for fmt in ("npy", "parquet", "arrow", "arrows", "hdf5"):
         args = [
             "import",
             str(tmp_path / f"x.{fmt}"),
@@ -104,13 +106,13 @@ def test_import_each_format_over_grpc_and_manage_collections(grpc_server, tmp_pa
     assert db.collection("imp_parquet").get([100], include=()).num_rows == 1  # ids from the file
     db.close()
     listed = runner.invoke(main, ["collections", "list", *target])
-    assert {"imp_npy", "imp_parquet", "imp_arrow", "imp_hdf5"} <= set(listed.output.split())
+    assert {"imp_npy", "imp_parquet", "imp_arrow", "imp_arrows", "imp_hdf5"} <= set(listed.output.split())
     described = runner.invoke(main, ["collections", "describe", "imp_npy", *target])
     info = json.loads(described.output)
     assert (info["dim"], info["metric"], info["stats"]["rows"]) == (6, "l2", n)
     missing = runner.invoke(main, ["import", str(tmp_path / "x.npy"), "--collection", "nope", *target])
     assert missing.exit_code != 0 and "--create" in missing.output
-    for fmt in ("npy", "parquet", "arrow", "hdf5"):
+    for fmt in ("npy", "parquet", "arrow", "arrows", "hdf5"):
         assert runner.invoke(main, ["collections", "drop", f"imp_{fmt}", "--yes", *target]).exit_code == 0
     gone = runner.invoke(main, ["collections", "describe", "imp_npy", *target])
     assert gone.exit_code != 0 and "NotFound" in gone.output
@@ -167,3 +169,12 @@ def test_external_commands_load_lazily_and_fail_alone(monkeypatch) -> None:
     assert runner.invoke(main, ["health", "--help"]).exit_code == 0
     monkeypatch.setattr(cli, "_module_exists", lambda name: name == "vecdb.bench.cli")
     assert "ghost" not in runner.invoke(main, ["--help"]).output
+
+
+def test_the_client_never_imports_the_engine() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, vecdb, vecdb.rpc.client; print(sorted(m for m in sys.modules if m.startswith('vecdb.engine')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

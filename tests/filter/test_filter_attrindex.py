@@ -93,6 +93,17 @@ def test_long_in_lists_with_index() -> None:
                                           err_msg=text)
 
 
+def test_big_int64_values_with_float_literals() -> None:
+    big = [2**53, 2**53 + 1, 2**62, -(2**63), 2**63 - 1, None, 3, 2]
+    table = random_table(len(big), seed=1).set_column(1, "i64", pa.array(big, pa.int64()))
+    index = AttributeIndex.build(table)
+    for text in ("i64 = 9007199254740993.0", "i64 < 2.5", "i64 > 1e30", "i64 != 2.5", "i64 BETWEEN 2.5 AND 1e30",
+                 "i64 < 9.223372036854776e18", "i64 IN (2.0, 1e30)", "i64 >= 4611686018427387904.0"):
+        compiled = compile_filter(text, SCHEMA)
+        assert compiled is not None
+        np.testing.assert_array_equal(compiled.mask(table, index), compiled.mask(table), err_msg=text)
+
+
 def test_persistence_round_trip() -> None:
     table = TABLES[0]
     index = INDEXES[(0, 1024)]

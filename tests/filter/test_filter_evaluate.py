@@ -69,6 +69,18 @@ def test_int64_extremes() -> None:
     _check("i64 IN (-9223372036854775808, 0, 9223372036854775807)", WIDE)
 
 
+def test_int_columns_against_float_literals_are_exact() -> None:
+    # Arrow compares int64 with float64 by casting, which rounds above 2**53 and refuses columns
+    # holding such values; vecdb compares exactly, as Python does.
+    big = [2**53, 2**53 + 1, 2**62, -(2**63), 2**63 - 1, None, 3, 2]
+    table = random_table(len(big), seed=1).set_column(1, "i64", pa.array(big, pa.int64()))
+    for text in ("i64 = 9007199254740993.0", "i64 < 2.5", "i64 > 1e30", "i64 >= -1e30", "i64 != 2.5",
+                 "i64 <= 9223372036854775807", "i64 < 9.223372036854776e18", "i64 >= -9.223372036854776e18",
+                 "i64 BETWEEN 2.5 AND 1e30", "i64 NOT BETWEEN -1e30 AND 2.5", "i64 IN (2.0, 1e30, 4.5)",
+                 "i64 > 4611686018427387904.0", "i32 > 2.5", "i32 = 1e30"):
+        _check(text, table)
+
+
 def test_null_semantics() -> None:
     schema = parse_schema({"a": "int64", "b": "string"})
     table = pa.table({"a": pa.array([1, None, 3], pa.int64()), "b": pa.array(["x", "y", None])})

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from vecdb.errors import DataLoss, InvalidArgument
-from vecdb.filter.evaluate import column_getter, kind_of, lower
+from vecdb.filter.evaluate import column_getter, int_comparison, kind_of, lower
 from vecdb.filter.expr import (
     And,
     ArrayContains,
@@ -95,6 +95,11 @@ class FieldIndex:
     def code_range(self, op: str, value: object) -> tuple[int, int]:
         """Codes ``[a, b)`` whose values satisfy ``x op value`` (``=`` and ordered ops)."""
         card = self.cardinality
+        if self.kind in ("int", "list<int>") and isinstance(value, float):
+            exact = int_comparison(op, value)  # the same exact rule as the pyarrow path
+            if isinstance(exact, bool):
+                return (0, card) if exact else (0, 0)
+            op, value = exact
         if op == "=":
             return self.search(value, "left"), self.search(value, "right")
         if op == "<":
@@ -375,9 +380,9 @@ class AttributeIndex:
                 return _known(~eq, unknown), unknown  # NaN != x is true
             return f.rows_for(*f.code_range(node.op, node.right.value)), unknown
         if isinstance(node, Between):
-            a = f.search(node.low.value, "left")  # type: ignore[union-attr]
-            b = f.search(node.high.value, "right")  # type: ignore[union-attr]
-            inside = f.rows_for(a, b)
+            a1, b1 = f.code_range(">=", node.low.value)  # type: ignore[union-attr]
+            a2, b2 = f.code_range("<=", node.high.value)  # type: ignore[union-attr]
+            inside = f.rows_for(max(a1, a2), min(b1, b2))
             return (_known(~inside, unknown) if node.negated else inside), unknown
         assert isinstance(node, InList)
         inside = f.rows_for_codes(f.codes_equal([v.value for v in node.values]))  # type: ignore[union-attr]

@@ -9,6 +9,7 @@ three-valued logic: a row is kept only where the filter is TRUE (NULL compares a
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -393,14 +394,13 @@ def lower(node: Node, get: Getter, schema: pa.Schema) -> Any:
     if isinstance(node, Not):
         return pc.invert(lower(node.operand, get, schema))
     if isinstance(node, Compare):
-        return _CMP[node.op](_operand(node.left, get), _operand(node.right, get))
+        return _compare(node.op, node.left, node.right, get, schema)
     if isinstance(node, IsNull):
         x = get(node.operand.name)  # type: ignore[union-attr]
         return pc.is_valid(x) if node.negated else pc.is_null(x)
     if isinstance(node, Between):
-        x = _operand(node.operand, get)
-        inside = pc.and_kleene(pc.greater_equal(x, _operand(node.low, get)),
-                               pc.less_equal(x, _operand(node.high, get)))
+        inside = pc.and_kleene(_compare(">=", node.operand, node.low, get, schema),
+                               _compare("<=", node.operand, node.high, get, schema))
         return pc.invert(inside) if node.negated else inside
     if isinstance(node, InList):
         name = node.operand.name  # type: ignore[union-attr]
@@ -414,13 +414,62 @@ def lower(node: Node, get: Getter, schema: pa.Schema) -> Any:
     lists = get(node.field.name)
     v = node.value.value  # type: ignore[union-attr]
     if pa.types.is_integer(elem) and isinstance(v, float):
-        if not (v.is_integer() and -(2.0**63) <= v < 2.0**63):  # equals no int64: FALSE, or NULL
-            return pc.if_else(pc.is_valid(lists), pa.scalar(False), _NULL_BOOL)
-        v = int(v)
+        exact = int_comparison("=", v)
+        if isinstance(exact, bool):  # 2.5 equals no integer
+            return _constant(lists, exact)
+        v = exact[1]
     value = pa.scalar(v, elem)
     if isinstance(lists, pc.Expression):
         return pc.Expression._call(_LIST_CONTAINS[str(elem)], [lists, pc.scalar(value)])
     return pc.call_function(_LIST_CONTAINS[str(elem)], [lists, value])
+
+
+def int_comparison(op: str, v: float) -> tuple[str, int] | bool:
+    """``int_field op v`` for a float ``v`` as an exact integer comparison ``(op, bound)``, or
+    a constant (for non-NULL rows) when no int64 can satisfy it or every one does.
+
+    pyarrow would compare in float64 (rounding ints above 2**53, and refusing the cast when a
+    column holds such values); this is exact, and the attribute index uses it too.
+    """
+    if op in ("=", "!="):
+        if v.is_integer() and _I64_MIN <= v <= _I64_MAX_F:
+            return op, int(v)
+        return op == "!="
+    if op in ("<", "<="):
+        bound = math.floor(v) if (op == "<=" or not v.is_integer()) else int(v) - 1  # x <= bound
+        return True if bound >= _I64_MAX else (False if bound < _I64_MIN else ("<=", bound))
+    bound = math.ceil(v) if (op == ">=" or not v.is_integer()) else int(v) + 1  # x >= bound
+    return True if bound <= _I64_MIN else (False if bound > _I64_MAX else (">=", bound))
+
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_I64_MAX_F = float(2**63 - 1024)  # the largest float64 below 2**63
+
+
+def _constant(x: Any, value: bool) -> Any:
+    """``value`` where ``x`` is not NULL, NULL where it is."""
+    return pc.if_else(pc.is_valid(x), pa.scalar(value), _NULL_BOOL)
+
+
+def _compare(op: str, left: Operand, right: Operand, get: Getter, schema: pa.Schema) -> Any:
+    """One comparison; int-vs-float pairs are made exact (literal) or float64 (two fields)."""
+    assert isinstance(left, Field)  # the checker puts a field on the left
+    x = get(left.name)
+    kind = kind_of(schema.field(left.name).type)
+    if isinstance(right, Literal):
+        v = right.value
+        if kind == "int" and isinstance(v, float):
+            exact = int_comparison(op, v)
+            if isinstance(exact, bool):
+                return _constant(x, exact)
+            op, v = exact
+        return _CMP[op](x, scalar(v))
+    y = get(right.name)  # type: ignore[union-attr]
+    kinds = {kind, kind_of(schema.field(right.name).type)}  # type: ignore[union-attr]
+    if kinds == {"int", "float"}:
+        # Arrow's implicit int -> float cast is "safe" and fails on ints above 2**53.
+        x, y = x.cast(pa.float64(), safe=False), y.cast(pa.float64(), safe=False)
+    return _CMP[op](x, y)
 
 
 def to_mask(result: Any, n: int) -> np.ndarray:

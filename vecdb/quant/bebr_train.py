@@ -30,7 +30,7 @@ from vecdb.quant.bebr_model import (
 
 # Sizes chosen so that training on 20k x 384 takes about a minute on 2 cores.
 _VAL_QUERIES = 500
-_VAL_BASE = 10000
+_VAL_BASE = 5000
 _ANCHORS = 4000
 _NEIGHBOURS = 32
 _RANDOM_NEGATIVES = 8
@@ -48,6 +48,9 @@ class Rows:
     u: np.ndarray  # (n, d) float32
     bias: np.ndarray  # (n,) float32: per-row additive term of the distance estimate
     scale: float  # 2 for l2 (-2<p,v>), 1 for ip / cosine (-<p,v>)
+
+    def subset(self, idx: np.ndarray) -> Rows:
+        return Rows(self.v[idx], self.norms[idx], self.u[idx], self.bias[idx], self.scale)
 
 
 @dataclass
@@ -77,30 +80,36 @@ def fit_baseline(rows: Rows, bits: int, dim_out: int, seed: int) -> tuple[Transf
 def fit_learned(
     rows: Rows, bits: int, dim_out: int, seed: int, settings: Settings
 ) -> tuple[Transform, np.ndarray, dict[str, float]]:
-    """Learned transform and plane weights; returns them with the validation recall of each stage."""
+    """Learned transform and plane weights; returns them with the validation recall of each stage.
+
+    The validation rows (queries and their base) are held out of every fit, so a stage is kept only
+    when it helps on rows it has not seen.
+    """
     rng = np.random.default_rng(seed)
     tf, alphas = fit_baseline(rows, bits, dim_out, seed)
-    n = rows.u.shape[0]
-    val = _Validation.make(rows, rng) if n >= _MIN_ROWS_FOR_MLP else None
-    score = val.recall(rows, tf, alphas) if val else 0.0
+    if rows.u.shape[0] < _MIN_ROWS_FOR_MLP:  # too few rows to hold any out: the rotation alone
+        tf = Transform(_itq(rows.u, tf.w, bits, settings.itq_iters, rng))
+        return tf, derive_alphas(tf.apply(rows.u), bits), {}
+    val = _Validation.make(rows, rng)
+    fit = rows.subset(np.setdiff1d(np.arange(rows.u.shape[0]), np.concatenate([val.queries, val.base])))
+    score = val.recall(rows, tf, alphas)
     report = {"random": score}
     best = (score, tf, alphas)
 
-    tf = Transform(_itq(rows.u, tf.w, bits, settings.itq_iters, rng))
-    alphas = derive_alphas(tf.apply(rows.u), bits)
-    score = val.recall(rows, tf, alphas) if val else 1.0
+    tf = Transform(_itq(fit.u, tf.w, bits, settings.itq_iters, rng))
+    alphas = derive_alphas(tf.apply(fit.u), bits)
+    score = val.recall(rows, tf, alphas)
     report["rotation"] = score
-    if score > best[0] + _MARGIN or val is None:
+    if score > best[0] + _MARGIN:
         best = (score, tf, alphas)
 
-    if val is not None:
-        best = _fine_tune(rows, best, bits, seed, settings, val, report)
-        _, tf, alphas = best
-        refit = refit_alphas(tf.apply(_subsample(rows.u, 20000, rng)), alphas)
-        score = val.recall(rows, tf, refit)
-        report["refit_alphas"] = score
-        if score > best[0] + _MARGIN:
-            best = (score, tf, refit)
+    best = _fine_tune(fit, rows, best, bits, seed, settings, val, report)
+    _, tf, alphas = best
+    refit = refit_alphas(tf.apply(_subsample(fit.u, 20000, rng)), alphas)
+    score = val.recall(rows, tf, refit)
+    report["refit_alphas"] = score
+    if score > best[0] + _MARGIN:
+        best = (score, tf, refit)
     _, tf, alphas = best
     tf.cache = {}
     return tf, alphas, report
@@ -131,8 +140,9 @@ class _Validation:
     @classmethod
     def make(cls, rows: Rows, rng: np.random.Generator) -> _Validation:
         perm = rng.permutation(rows.u.shape[0])
-        nq = min(_VAL_QUERIES, len(perm) // 5)
-        queries, base = np.sort(perm[:nq]), np.sort(perm[nq : nq + _VAL_BASE])
+        nq = min(_VAL_QUERIES, len(perm) // 10)
+        nb = min(_VAL_BASE, len(perm) // 4)
+        queries, base = np.sort(perm[:nq]), np.sort(perm[nq : nq + nb])
         true = _true_distances(rows, queries, base)
         return cls(queries, base, np.argsort(true, axis=1, kind="stable")[:, :10])
 
@@ -170,11 +180,10 @@ def _true_distances(rows: Rows, queries: np.ndarray, base: np.ndarray) -> np.nda
     return rows.bias[base][None, :] - ip  # ip / cosine: -<x_q, x_b> up to a constant
 
 
-def _neighbour_pool(rows: Rows, rng: np.random.Generator, exclude: np.ndarray) -> tuple[np.ndarray, ...]:
+def _neighbour_pool(rows: Rows, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     """Anchors (a,), their candidates (a, k) = true top-k neighbours + random rows, and the distances."""
     n = rows.u.shape[0]
-    allowed = np.setdiff1d(np.arange(n), exclude)
-    anchors = np.sort(rng.choice(allowed, min(_ANCHORS, len(allowed)), replace=False))
+    anchors = np.sort(rng.choice(n, min(_ANCHORS, n), replace=False))
     k = min(_NEIGHBOURS, n - 2)
     cands = np.empty((len(anchors), k + _RANDOM_NEGATIVES), dtype=np.int64)
     everything = np.arange(n)
@@ -207,12 +216,13 @@ class _Adam:
 
 
 def _fine_tune(
-    rows: Rows, best: tuple[float, Transform, np.ndarray], bits: int, seed: int,
+    rows: Rows, every: Rows, best: tuple[float, Transform, np.ndarray], bits: int, seed: int,
     settings: Settings, val: _Validation, report: dict[str, float],
 ) -> tuple[float, Transform, np.ndarray]:
-    """Stage 2: residual MLP block + W trained with the listwise distillation loss."""
+    """Stage 2: residual MLP block + W trained on ``rows`` with the listwise distillation loss;
+    ``every`` (all rows) is what the validation indices point into."""
     rng = np.random.default_rng(seed + 1)
-    anchors, cands, teacher = _neighbour_pool(rows, rng, val.queries)
+    anchors, cands, teacher = _neighbour_pool(rows, rng)
     dim_out, hidden = best[1].w.shape[1], settings.hidden
     tf = Transform(
         best[1].w.copy(),
@@ -244,7 +254,7 @@ def _fine_tune(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
             alphas = derive_alphas(tf.apply(_subsample(rows.u, 20000, rng)), bits)
-            score = val.recall(rows, tf, alphas)
+            score = val.recall(every, tf, alphas)
             report[f"mlp_epoch{len([k for k in report if k.startswith('mlp')])}"] = score
             if score > best[0] + _MARGIN:
                 best = (score, tf.copy(), alphas.copy())

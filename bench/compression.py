@@ -1,0 +1,282 @@
+"""Compression benchmark (issue 7): bytes/vector, recall@10 with and without re-ranking, one-thread scan
+throughput and training time for fp32, fp16, SQ8, PQ, BEBR and faiss's PQ / SQ8 / RaBitQ.
+
+    python bench/compression.py /work/shared/datasets/npm-minilm-384-angular.hdf5 \
+        /work/shared/datasets/glove-50-euclidean.hdf5 --base-limit 100000 --queries 500
+
+Everything runs on one thread (BLAS, OpenMP, numba) so throughputs compare kernels, not core counts.
+Recall@10 is against the exact top-10 of the (possibly subsampled) base: ann-benchmarks' neighbours when
+the base is whole, faiss IndexFlat ground truth otherwise. "rerank r" re-scores the best 10*r candidates
+of the compressed scan with the fp32 vectors (``vecdb.quant.rerank``). Results: JSON lines and a
+markdown table under bench/results/ (compression-results.jsonl / .md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import faiss
+import h5py
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from vecdb import kernels
+from vecdb.quant import BEBRQuantizer, ProductQuantizer, ScalarQuantizer, rerank
+from vecdb.quant.bebr_train import Settings
+
+RERANKS = (2, 4, 10)
+THROUGHPUT_QUERIES = 20
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Dataset:
+    name: str
+    metric: str
+    base: np.ndarray  # (n, d) float32
+    queries: np.ndarray  # (q, d) float32
+    truth: np.ndarray  # (q, 10) int64
+    note: str = ""
+
+
+@dataclass
+class Row:
+    """One method's measurements on one dataset."""
+
+    dataset: str
+    method: str
+    family: str
+    bytes_per_vector: float
+    train_s: float
+    recall: dict[str, float] = field(default_factory=dict)
+    scan_vps: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load(path: Path, base_limit: int | None, n_queries: int, seed: int) -> Dataset:
+    """ann-benchmarks HDF5 -> float32 arrays; a seeded base subsample gets faiss exact ground truth."""
+    with h5py.File(path, "r") as f:
+        base = np.asarray(f["train"], dtype=np.float32)
+        queries = np.asarray(f["test"][:n_queries], dtype=np.float32)
+        truth = np.asarray(f["neighbors"][:n_queries, :10], dtype=np.int64)
+        metric = {"angular": "cosine", "euclidean": "l2"}[str(f.attrs["distance"])]
+    note = f"full base ({len(base)} rows), ann-benchmarks ground truth"
+    if base_limit is not None and base.shape[0] > base_limit:
+        keep = np.sort(np.random.default_rng(seed).choice(base.shape[0], base_limit, replace=False))
+        full = base.shape[0]
+        base = np.ascontiguousarray(base[keep])
+        truth = exact_top10(base, queries, metric)
+        note = f"base subsampled {base_limit} of {full} rows (seed {seed}), faiss IndexFlat ground truth"
+    return Dataset(path.stem, metric, base, queries, truth, note)
+
+
+def exact_top10(base: np.ndarray, queries: np.ndarray, metric: str) -> np.ndarray:
+    if metric == "cosine":
+        index = faiss.IndexFlatIP(base.shape[1])
+        index.add(normalise(base))
+        _, ids = index.search(normalise(queries), 10)
+    else:
+        index = faiss.IndexFlatL2(base.shape[1])
+        index.add(base)
+        _, ids = index.search(queries, 10)
+    return ids.astype(np.int64)
+
+
+def normalise(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.where(norms > 0, norms, 1.0), dtype=np.float32)
+
+
+def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
+    return len(np.intersect1d(found[:10], truth)) / 10.0
+
+
+def evaluate_scan(ds: Dataset, scan: Callable[[np.ndarray], np.ndarray]) -> tuple[dict[str, float], float]:
+    """Recall (no re-rank, re-rank r) of a full compressed scan, and its one-thread vectors/s."""
+    top = 10 * max(RERANKS)
+    sums = {"r0": 0.0, **{f"r{r}": 0.0 for r in RERANKS}}
+    for query, truth in zip(ds.queries, ds.truth, strict=True):
+        est = scan(query)
+        cand = np.argpartition(est, top)[:top]
+        cand = cand[np.lexsort((cand, est[cand]))]
+        sums["r0"] += recall_of(cand, truth)
+        for r in RERANKS:
+            ids, _ = rerank(query, cand[: 10 * r], ds.base, ds.metric, 10)
+            sums[f"r{r}"] += recall_of(ids, truth)
+    start = time.perf_counter()
+    for query in ds.queries[:THROUGHPUT_QUERIES]:
+        scan(query)
+    vps = THROUGHPUT_QUERIES * ds.base.shape[0] / (time.perf_counter() - start)
+    return {k: v / len(ds.queries) for k, v in sums.items()}, vps
+
+
+def evaluate_faiss(ds: Dataset, index: Any, queries: np.ndarray) -> tuple[dict[str, float], float]:
+    """Same measurements for a faiss index (its own search, k = 100, then our exact re-rank)."""
+    top = 10 * max(RERANKS)
+    _, ids = index.search(queries, top)
+    sums = {"r0": 0.0, **{f"r{r}": 0.0 for r in RERANKS}}
+    for query, truth, cand in zip(ds.queries, ds.truth, ids, strict=True):
+        sums["r0"] += recall_of(cand, truth)
+        for r in RERANKS:
+            found, _ = rerank(query, cand[: 10 * r], ds.base, ds.metric, 10)
+            sums[f"r{r}"] += recall_of(found, truth)
+    start = time.perf_counter()
+    for q in queries[:THROUGHPUT_QUERIES]:
+        index.search(q[None, :], 10)
+    vps = THROUGHPUT_QUERIES * ds.base.shape[0] / (time.perf_counter() - start)
+    return {k: v / len(ds.queries) for k, v in sums.items()}, vps
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def train_sample(ds: Dataset, rows: int, seed: int) -> np.ndarray:
+    if ds.base.shape[0] <= rows:
+        return ds.base
+    return ds.base[np.sort(np.random.default_rng(seed).choice(ds.base.shape[0], rows, replace=False))]
+
+
+def run_ours(ds: Dataset, args: argparse.Namespace, rows: list[Row]) -> None:
+    """fp32, fp16, SQ8, PQ (8 and 4 bit) and BEBR (u = 1, 2, 4; learned or not; SDC and asymmetric)."""
+    d = ds.base.shape[1]
+    sample = train_sample(ds, args.train_rows, args.seed)
+
+    def add(method: str, family: str, nbytes: float, train_s: float, scan: Callable, **extra: Any) -> None:
+        rec, vps = evaluate_scan(ds, scan)
+        rows.append(Row(ds.name, method, family, nbytes, train_s, rec, vps, extra))
+        print(json.dumps(asdict_row(rows[-1])), flush=True)
+
+    add("fp32 (exact scan)", "fp32", 4 * d, 0.0, lambda q: kernels.distances(q, ds.base, ds.metric))
+    for bits, label in ((16, "fp16"), (8, "SQ8")):
+        sq = ScalarQuantizer(d, ds.metric, bits=bits)
+        t = timed(lambda sq=sq: sq.train(sample))
+        codes = sq.encode(ds.base)
+        add(label, "sq", sq.code_size, t, lambda q, sq=sq, c=codes: sq.distances(sq.prepare(q), c))
+    for m, bits in pq_grid(d, ds.name):
+        pq = ProductQuantizer(d, ds.metric, m=m, bits=bits, seed=args.seed)
+        t = timed(lambda pq=pq: pq.train(sample))
+        codes = pq.encode(ds.base)
+        if bits == 8:
+            scan = lambda q, pq=pq, c=codes: pq.distances(pq.prepare(q), c)  # noqa: E731
+        else:
+            packed = pq.fastscan_layout(codes)
+            scan = lambda q, pq=pq, p=packed: pq.fastscan(pq.prepare(q), p, len(ds.base))  # noqa: E731
+        add(f"PQ m={m} {bits}-bit" + (" fast-scan" if bits == 4 else ""), "pq", pq.code_size, t, scan)
+    # The last 64-bit word of each plane is stored whole anyway, so BEBR fills it: same bytes, more bits.
+    dim_out = args.dim_out or 64 * ((d + 63) // 64)
+    for u in (1, 2, 4):
+        for learned in (False, True):
+            q = BEBRQuantizer(d, ds.metric, bits=u, dim_out=dim_out, learned=learned, seed=args.seed,
+                              train_rows=args.train_rows, settings=Settings(progress=not args.quiet))
+            t = timed(lambda q=q: q.train(ds.base))
+            layout = q.scan_layout(q.encode(ds.base))
+            for mode in ("sdc", "asym"):
+                name = f"BEBR u={u} {'learned' if learned else 'baseline'} {mode.upper()}"
+                add(name, "bebr", q.code_size, t, lambda x, q=q, m=mode, lay=layout: q.scan(q.prepare(x, m), lay),
+                    selected_stages=dict(q.report))
+
+
+def pq_grid(d: int, name: str) -> list[tuple[int, int]]:
+    """PQ settings spanning the byte budgets of the other rows (m sub-quantizers, bits)."""
+    words = (d + 63) // 64
+    bebr_bytes = [(u * words + 1) * 8 for u in (1, 2, 4)]
+    grid = [(min(b, d), 8) for b in bebr_bytes]  # 8-bit PQ at BEBR's exact byte budgets
+    grid += [(min(2 * b, d), 4) for b in bebr_bytes if 2 * b <= d]  # 4-bit fast-scan, same bytes
+    return sorted(set(grid), key=lambda mb: (mb[1], mb[0]))
+
+
+def run_faiss(ds: Dataset, args: argparse.Namespace, rows: list[Row]) -> None:
+    """faiss's SQ8, PQ (m dividing d, nearest to BEBR's budgets) and RaBitQ (1, 2, 4 bits)."""
+    d = ds.base.shape[1]
+    cosine = ds.metric == "cosine"
+    base = normalise(ds.base) if cosine else ds.base
+    queries = normalise(ds.queries) if cosine else ds.queries
+    sample = train_sample(Dataset(ds.name, ds.metric, base, queries, ds.truth), args.train_rows, args.seed)
+    metric = faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
+    words = (d + 63) // 64
+    divisors = [m for m in range(1, d + 1) if d % m == 0]
+    pq_ms = sorted({min(divisors, key=lambda m, b=(u * words + 1) * 8: abs(m - b)) for u in (1, 2, 4)})
+    candidates: list[tuple[str, Callable[[], Any]]] = [
+        ("faiss SQ8", lambda: faiss.IndexScalarQuantizer(d, faiss.ScalarQuantizer.QT_8bit, metric)),
+        *[(f"faiss PQ m={m} 8-bit", lambda m=m: faiss.IndexPQ(d, m, 8, metric)) for m in pq_ms],
+        *[(f"faiss RaBitQ {b}-bit", lambda b=b: faiss.IndexRaBitQ(d, metric, b)) for b in (1, 2, 4)],
+    ]
+    for name, make in candidates:
+        index = make()
+        t = timed(lambda index=index: index.train(sample))
+        index.add(base)
+        rec, vps = evaluate_faiss(ds, index, queries)
+        rows.append(Row(ds.name, name, "faiss", float(index.sa_code_size()), t, rec, vps,
+                        {"throughput": "faiss search k=10, one thread"}))
+        print(json.dumps(asdict_row(rows[-1])), flush=True)
+
+
+def asdict_row(row: Row) -> dict[str, Any]:
+    return {
+        "dataset": row.dataset, "method": row.method, "family": row.family,
+        "bytes_per_vector": row.bytes_per_vector, "train_s": round(row.train_s, 2),
+        **{("recall@10" if k == "r0" else f"recall@10_rerank{k[1:]}"): round(v, 4) for k, v in row.recall.items()},
+        "scan_vectors_per_s": round(row.scan_vps), **row.extra,
+    }
+
+
+def markdown(rows: list[Row], datasets: list[Dataset], context: dict[str, Any]) -> str:
+    lines = [f"Machine: {context['machine']}; commit {context['commit']}; {context['threads']}.", ""]
+    for ds in datasets:
+        lines += [f"### {ds.name} ({ds.metric}; {ds.note}; {len(ds.queries)} queries)", "",
+                  "| method | bytes/vec | recall@10 | rerank 2 | rerank 4 | rerank 10 | scan Mvec/s | train s |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in (r for r in rows if r.dataset == ds.name):
+            rec = r.recall
+            lines.append(
+                f"| {r.method} | {r.bytes_per_vector:g} | {rec['r0']:.3f} | {rec['r2']:.3f} | {rec['r4']:.3f} "
+                f"| {rec['r10']:.3f} | {r.scan_vps / 1e6:.1f} | {r.train_s:.1f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("--base-limit", type=int, default=None, help="subsample the base to this many rows")
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--train-rows", type=int, default=20000)
+    parser.add_argument("--dim-out", type=int, default=0, help="BEBR output dimension (0 = 64*ceil(d/64))")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    context = {"machine": f"{platform.processor() or platform.machine()}, {platform.system()}",
+               "commit": commit, "threads": "one thread for BLAS/OpenMP/faiss, kernels " +
+               str(kernels.info().get("simd_level"))}
+    rows: list[Row] = []
+    datasets = []
+    faiss.omp_set_num_threads(1)
+    with threadpool_limits(1):
+        for path in args.datasets:
+            ds = load(path, args.base_limit, args.queries, args.seed)
+            datasets.append(ds)
+            print(f"# {ds.name}: {ds.note}", flush=True)
+            run_ours(ds, args, rows)
+            run_faiss(ds, args, rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "compression-results.jsonl", "w") as f:
+        for row in rows:
+            f.write(json.dumps({**asdict_row(row), **context}) + "\n")
+    (args.out / "compression-results.md").write_text(markdown(rows, datasets, context))
+
+
+if __name__ == "__main__":
+    main()

@@ -144,6 +144,14 @@ def test_health_is_not_serving_until_the_database_opens() -> None:
     assert db.closed
 
 
+def _wait_for_search(col) -> None:
+    """Block until the fake collection is inside a search (so stop() finds it in flight)."""
+    deadline = time.monotonic() + 10
+    while not any(op == "search" for op, _ in col.calls):
+        assert time.monotonic() < deadline, "the search never reached the server"
+        time.sleep(0.01)
+
+
 def test_graceful_stop_drains_in_flight_calls(start_server) -> None:
     running = start_server()
     db = connect_remote(running.uri, retries=0)
@@ -153,7 +161,7 @@ def test_graceful_stop_drains_in_flight_calls(start_server) -> None:
     results: list[object] = []
     thread = threading.Thread(target=lambda: results.append(col.search([[0.0, 0.0]], k=1)))
     thread.start()
-    time.sleep(0.2)
+    _wait_for_search(running.db.cols["slow"])
     running.server.stop()  # must wait for the search, then close the database
     thread.join(5)
     assert results and results[0].ids[0, 0] == 1
@@ -179,7 +187,7 @@ def test_close_waits_for_calls_that_outlive_the_grace_period(start_server) -> No
 
     thread = threading.Thread(target=search)
     thread.start()
-    time.sleep(0.3)
+    _wait_for_search(running.db.cols["slow"])
     running.server.stop()
     thread.join(5)
     assert outcome and running.db.closed

@@ -60,6 +60,8 @@ DEFAULT_EPS = 1.0
 # Above this many lists the centroids are routed through an HNSW graph instead of an exact scan.
 NAV_EXACT_MAX = 2048
 NAV_CONFIG = HNSW(m=16, ef_construction=128)
+# Above this many lists the build finds replica candidates through a (temporary) graph.
+BUILD_NAV_MIN = 256
 # A list takes replicas until it holds (1 + REPLICA_ROOM) * target_list_size rows.
 REPLICA_ROOM = 1.0
 # Leaves are at most target_list_size rows; balanced splits fill them to about this fraction.
@@ -160,8 +162,13 @@ class SPANNIndex(VectorIndex):
         nav_space = "ip" if metric == "ip" else "l2"
         nav = HNSWIndex.build(centroids, nav_space, NAV_CONFIG, seed=seed) if n_lists > NAV_EXACT_MAX else None
         cap = math.ceil((1 + REPLICA_ROOM) * config.target_list_size)
+        # Replica candidates for every row: through a graph as soon as an exact scan of the
+        # centroids per row costs more than building one (the index keeps it only above NAV_EXACT_MAX).
+        build_nav = nav
+        if build_nav is None and n_lists > BUILD_NAV_MIN and config.replicas > 1:
+            build_nav = HNSWIndex.build(centroids, nav_space, NAV_CONFIG, seed=seed)
         list_start, members = replicate(space, centroids, labels, config.replicas, config.closure_eps, cap,
-                                        nav_space, nav)
+                                        nav_space, build_nav)
         recs = _records(space, x, members, quantizer)
         info = {"target_list_size": config.target_list_size, "replicas": config.replicas,
                 "closure_eps": config.closure_eps, "replication": members.shape[0] / n}
@@ -265,9 +272,12 @@ class SPANNIndex(VectorIndex):
         check_list_start(list_start, n_lists, recs.shape[0])
         if not postings.check_records(recs.view(np.uint32), n):
             raise ValueError("a SPANN posting record names a row outside the segment")
+        # Only the postings stay file-backed: the small routing arrays are copied into memory so a
+        # query never waits on the disk for them (and dropping the file's pages keeps them).
+        centroids, list_start = np.array(centroids), np.array(list_start)
         nav = None
         if nav_meta is not None:
-            nav = HNSWIndex.from_arrays(nav_meta, nav_arrays, centroids)
+            nav = HNSWIndex.from_arrays(nav_meta, {name: np.array(a) for name, a in nav_arrays.items()}, centroids)
         elif n_lists > NAV_EXACT_MAX:
             raise ValueError("SPANN navigation graph is missing")
         info = meta.get("info") or {}

@@ -145,13 +145,26 @@ def balanced_assign(dist: np.ndarray, cap: int, n_pref: int) -> np.ndarray:
     m, k = dist.shape
     n_pref = min(n_pref, k)
     pref = np.empty((m, n_pref), dtype=np.int64)
+    pref_d = np.empty(n_pref, dtype=np.float32)
     regret = np.zeros(m, dtype=np.float32)
     for i in range(m):
-        o = np.argsort(dist[i])
-        for t in range(n_pref):
-            pref[i, t] = o[t]
-        if k > 1:
-            regret[i] = dist[i, o[1]] - dist[i, o[0]]
+        # insertion into a sorted buffer of n_pref: O(k * n_pref) and no allocation per row
+        size = 0
+        for c in range(k):
+            d = dist[i, c]
+            if size == n_pref and not d < pref_d[size - 1]:
+                continue
+            pos = size if size < n_pref else n_pref - 1
+            while pos > 0 and pref_d[pos - 1] > d:
+                pref_d[pos] = pref_d[pos - 1]
+                pref[i, pos] = pref[i, pos - 1]
+                pos -= 1
+            pref_d[pos] = d
+            pref[i, pos] = c
+            if size < n_pref:
+                size += 1
+        if n_pref > 1:
+            regret[i] = pref_d[1] - pref_d[0]
     counts = np.zeros(k, dtype=np.int64)
     labels = np.full(m, -1, dtype=np.int64)
     for i in np.argsort(-regret):

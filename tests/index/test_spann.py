@@ -242,5 +242,7 @@ def test_engine_path_with_params_and_stats(data) -> None:
         assert "spann" in str(res.stats)
         per_query = res.stats["index"][0]
         assert len(per_query["lists_probed"]) == NQ and max(per_query["lists_probed"]) <= 16
+        raw = N * D * 4
+        assert col.stats()["bytes_in_memory"] < 0.2 * raw  # postings served from the mapped file
     finally:
         db.close()

@@ -154,6 +154,11 @@ class IndexBuilder:
                                              quantizer=self.quantizer, progress=seg.num_rows >= 100_000)
         meta, arrays = index.to_arrays()
         write_array_file(self._path(seg), {**self._expected_meta(seg), "index": meta}, arrays, self.store.io)
+        if getattr(index, "serve_from_file", False):
+            # A disk-resident index (SPANN) serves from the file just written, memory-mapped, so the
+            # build's heap copy of its posting lists is released rather than kept until a reopen.
+            meta, arrays = read_array_file(self._path(seg))
+            index = index_class(self.kind).from_arrays(meta["index"], arrays, seg.vectors, self.quantizer)
         seg.index = index
         self.col._invalidate()
 

@@ -87,6 +87,8 @@ class SPANNIndex(VectorIndex):
     budget per query), ``rerank`` (shortlist factor when quantized, default 4)."""
 
     kind: ClassVar[str] = "spann"
+    # The engine reopens a freshly built index from its file, so only the routing stays on the heap.
+    serve_from_file: ClassVar[bool] = True
 
     def __init__(self, metric: str, centroids: np.ndarray, list_start: np.ndarray, recs: np.ndarray, n: int,
                  vectors: np.ndarray, quantizer: Any = None, nav: HNSWIndex | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
@@ -246,3 +247,26 @@ def test_engine_path_with_params_and_stats(data) -> None:
         assert col.stats()["bytes_in_memory"] < 0.2 * raw  # postings served from the mapped file
     finally:
         db.close()
+
+
+def test_corrupt_index_file_is_detected_and_rebuilt(tmp_path, data, caplog) -> None:
+    x, q = data
+    with vecdb.connect(tmp_path / "db") as db:
+        col = db.create_collection("disk", dim=D, metric="l2", index=vecdb.SPANN(target_list_size=TARGET))
+        col.upsert(np.arange(N, dtype=np.int64), x)
+        col.optimize()
+        before = col.search(q, k=K, params={"max_lists": 16}).ids
+    files = list((tmp_path / "db").rglob("*.spann.idx"))
+    assert len(files) == 1
+    raw = bytearray(files[0].read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte in the posting records: the checksum must catch it
+    files[0].write_bytes(bytes(raw))
+    with caplog.at_level(logging.WARNING, logger="vecdb.engine"), vecdb.connect(tmp_path / "db") as db:
+        col = db.collection("disk")
+        truth, _ = exact_search(q, x, "l2", K)
+        assert recall(col.search(q, k=K).ids, truth) >= 0.9  # answered meanwhile (exact or rebuilt index)
+        col.optimize()
+        np.testing.assert_array_equal(col.search(q, k=K, params={"max_lists": 16}).ids, before)
+    assert "checksum mismatch" in caplog.text and "rebuilding" in caplog.text
+    meta, _ = read_array_file(files[0])  # rewritten whole
+    assert meta["index"]["n"] == N

@@ -202,9 +202,10 @@ class RemoteCollection:
         attributes: Any = None,
         *,
         tenant: str | None = None,
+        tenants: list[str] | None = None,
         progress: bool = False,
     ) -> int:
-        """Insert or replace rows; returns the number upserted.
+        """Insert or replace rows; returns the number upserted. ``tenant``/``tenants`` as in embedded mode.
 
         A batch that fits one message is one atomic call; a bigger one streams in chunks of at most
         ``chunk_bytes`` (each chunk durable on its own), with a tqdm progress bar if ``progress``.
@@ -212,11 +213,13 @@ class RemoteCollection:
         table = convert.upsert_table(ids, vectors, attributes)
         chunks = list(_chunks(table, self.chunk_bytes, self.chunk_rows))
         if len(chunks) == 1 and not progress:
-            request = convert.encode_upsert_request(table, self.name, tenant or "")
+            request = convert.encode_upsert_request(table, self.name, tenant or "", tuple(tenants or ()))
             return int(self._t.call("Upsert", request, idempotent=True).upserted)
-        return int(self._t.stream("UpsertStream", self._stream(chunks, tenant, progress)).upserted)
+        return int(self._t.stream("UpsertStream", self._stream(chunks, tenant, tenants, progress)).upserted)
 
-    def _stream(self, chunks: list[pa.Table], tenant: str | None, progress: bool) -> Iterator[bytes]:
+    def _stream(
+        self, chunks: list[pa.Table], tenant: str | None, tenants: list[str] | None, progress: bool
+    ) -> Iterator[bytes]:
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -225,7 +228,7 @@ class RemoteCollection:
         try:
             for i, chunk in enumerate(chunks):
                 if i == 0:
-                    yield convert.encode_upsert_request(chunk, self.name, tenant or "")
+                    yield convert.encode_upsert_request(chunk, self.name, tenant or "", tuple(tenants or ()))
                 else:
                     yield convert.encode_upsert_request(chunk)
                 if bar is not None:

@@ -254,6 +254,7 @@ class UpsertFrame:
     collection: str
     arrow_ipc: memoryview
     tenant: str
+    tenants: tuple[str, ...] = ()
 
 
 _LEN = 2  # protobuf wire type of length-delimited fields
@@ -285,13 +286,15 @@ def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def encode_upsert_request(table: pa.Table, collection: str = "", tenant: str = "") -> bytes:
+def encode_upsert_request(
+    table: pa.Table, collection: str = "", tenant: str = "", tenants: tuple[str, ...] = ()
+) -> bytes:
     """Serialize an ``UpsertRequest`` carrying ``table`` with one copy of the payload.
 
-    Byte-compatible with protobuf's own encoding (fields 1 and 3 first, then field 2); going through
+    Byte-compatible with protobuf's own encoding (fields 1, 3 and 4 first, then field 2); going through
     the message class would copy a multi-megabyte payload three more times.
     """
-    header = pb.UpsertRequest(collection=collection, tenant=tenant).SerializeToString()
+    header = pb.UpsertRequest(collection=collection, tenant=tenant, tenants=list(tenants)).SerializeToString()
     sizer = pa.MockOutputStream()
     with pa.ipc.new_stream(sizer, table.schema) as writer:
         writer.write(table)
@@ -309,6 +312,7 @@ def decode_upsert_request(data: bytes) -> UpsertFrame | MalformedRequest:
     """Parse ``UpsertRequest`` bytes without copying the Arrow payload; never raises."""
     view = memoryview(data)
     fields: dict[int, memoryview] = {}
+    shared: list[str] = []  # field 4 is repeated: every occurrence counts
     pos = 0
     try:
         while pos < len(view):
@@ -324,7 +328,10 @@ def decode_upsert_request(data: bytes) -> UpsertFrame | MalformedRequest:
                 length, pos = _read_varint(view, pos)
                 if pos + length > len(view):
                     raise ValueError("length-delimited field runs past the end")
-                fields[number] = view[pos : pos + length]  # the last occurrence wins, as in protobuf
+                if number == 4:
+                    shared.append(bytes(view[pos : pos + length]).decode("utf-8"))
+                else:
+                    fields[number] = view[pos : pos + length]  # the last occurrence wins, as in protobuf
                 pos += length
             else:
                 raise ValueError(f"unsupported wire type {wire_type}")
@@ -334,6 +341,7 @@ def decode_upsert_request(data: bytes) -> UpsertFrame | MalformedRequest:
             collection=bytes(fields.get(1, b"")).decode("utf-8"),
             arrow_ipc=fields.get(2, memoryview(b"")),
             tenant=bytes(fields.get(3, b"")).decode("utf-8"),
+            tenants=tuple(shared),
         )
     except (ValueError, UnicodeDecodeError) as exc:
         return MalformedRequest(f"malformed UpsertRequest: {exc}")

@@ -113,6 +113,15 @@ def _tenant(request_tenant: str) -> dict[str, str]:
     return {"tenant": tenant} if tenant else {}
 
 
+def _upsert_tenants(request: convert.UpsertFrame) -> dict[str, Any]:
+    """tenant= (one owner) or tenants= (shared rows); a tenant-confined key can only write its own."""
+    if request.tenants:
+        if CURRENT_PRINCIPAL.get().tenant is not None or request.tenant:
+            raise errors.PermissionDenied("sharing rows between tenants needs a key not confined to a tenant")
+        return {"tenants": list(request.tenants)}
+    return _tenant(request.tenant)
+
+
 def _params(text: str, what: str) -> dict[str, Any] | None:
     return convert.from_json(text, what)
 
@@ -173,7 +182,7 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
         self._collection(request.collection).optimize()
         return pb.OptimizeResponse()
 
-    def _upsert_message(self, col: Any, request: convert.UpsertFrame, tenant: dict[str, str]) -> int:
+    def _upsert_message(self, col: Any, request: convert.UpsertFrame, tenant: dict[str, Any]) -> int:
         table = convert.ipc_to_table(request.arrow_ipc)
         self._limits.check_rows(table.num_rows, validate.MAX_BATCH_ROWS)
         # The engine reads id/vector/attribute columns and validates them exactly as in embedded mode.
@@ -182,13 +191,13 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
     @_rpc
     def Upsert(self, request: convert.UpsertFrame, context: Any) -> pb.UpsertResponse:
         col = self._collection(request.collection)
-        return pb.UpsertResponse(upserted=self._upsert_message(col, request, _tenant(request.tenant)))
+        return pb.UpsertResponse(upserted=self._upsert_message(col, request, _upsert_tenants(request)))
 
     @_rpc
     def UpsertStream(self, request_iterator: Iterator[convert.UpsertFrame], context: Any) -> pb.UpsertResponse:
         col = None
         name = ""
-        tenant: dict[str, str] = {}
+        tenant: dict[str, Any] = {}
         total = 0
         for request in request_iterator:
             if isinstance(request, convert.MalformedRequest):
@@ -198,7 +207,7 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
                     raise errors.InvalidArgument("the first message of an upsert stream must name the collection")
                 name = request.collection
                 col = self._collection(name)
-                tenant = _tenant(request.tenant)
+                tenant = _upsert_tenants(request)
             elif request.collection and request.collection != name:
                 raise errors.InvalidArgument(
                     f"an upsert stream writes one collection: got {request.collection!r} after {name!r}"

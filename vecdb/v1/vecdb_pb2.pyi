@@ -227,14 +227,16 @@ class OptimizeResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "arrow_ipc", "tenant")
+    __slots__ = ("collection", "arrow_ipc", "tenant", "tenants")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
     collection: str
     arrow_ipc: bytes
     tenant: str
-    def __init__(self, collection: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., tenant: _Optional[str] = ...) -> None: ...
+    tenants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, collection: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., tenant: _Optional[str] = ..., tenants: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)

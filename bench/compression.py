@@ -163,9 +163,10 @@ def run_ours(ds: Dataset, args: argparse.Namespace, rows: list[Row]) -> None:
         t = timed(lambda sq=sq: sq.train(sample))
         codes = sq.encode(ds.base)
         add(label, "sq", sq.code_size, t, lambda q, sq=sq, c=codes: sq.distances(sq.prepare(q), c))
+    pq_sample = train_sample(ds, args.pq_train_rows, args.seed)
     for m, bits in pq_grid(d, ds.name):
-        pq = ProductQuantizer(d, ds.metric, m=m, bits=bits, seed=args.seed)
-        t = timed(lambda pq=pq: pq.train(sample))
+        pq = ProductQuantizer(d, ds.metric, m=m, bits=bits, seed=args.seed, niter=args.pq_iters)
+        t = timed(lambda pq=pq, s=pq_sample: pq.train(s))
         codes = pq.encode(ds.base)
         if bits == 8:
             scan = lambda q, pq=pq, c=codes: pq.distances(pq.prepare(q), c)  # noqa: E731
@@ -202,7 +203,7 @@ def run_faiss(ds: Dataset, args: argparse.Namespace, rows: list[Row]) -> None:
     cosine = ds.metric == "cosine"
     base = normalise(ds.base) if cosine else ds.base
     queries = normalise(ds.queries) if cosine else ds.queries
-    sample = train_sample(Dataset(ds.name, ds.metric, base, queries, ds.truth), args.train_rows, args.seed)
+    sample = train_sample(Dataset(ds.name, ds.metric, base, queries, ds.truth), args.pq_train_rows, args.seed)
     metric = faiss.METRIC_INNER_PRODUCT if cosine else faiss.METRIC_L2
     words = (d + 63) // 64
     divisors = [m for m in range(1, d + 1) if d % m == 0]
@@ -214,6 +215,8 @@ def run_faiss(ds: Dataset, args: argparse.Namespace, rows: list[Row]) -> None:
     ]
     for name, make in candidates:
         index = make()
+        if isinstance(index, faiss.IndexPQ):
+            index.pq.cp.niter = args.pq_iters  # same k-means budget as our PQ
         t = timed(lambda index=index: index.train(sample))
         index.add(base)
         rec, vps = evaluate_faiss(ds, index, queries)
@@ -252,6 +255,8 @@ def main() -> None:
     parser.add_argument("--base-limit", type=int, default=None, help="subsample the base to this many rows")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--train-rows", type=int, default=20000)
+    parser.add_argument("--pq-train-rows", type=int, default=10000, help="k-means sample for PQ / faiss")
+    parser.add_argument("--pq-iters", type=int, default=10, help="k-means iterations for PQ / faiss PQ")
     parser.add_argument("--dim-out", type=int, default=0, help="BEBR output dimension (0 = 64*ceil(d/64))")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

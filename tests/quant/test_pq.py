@@ -74,6 +74,14 @@ def test_padding_when_dim_not_divisible() -> None:
     pq = ProductQuantizer(10, "l2", m=4, bits=4)
     pq.train(x)
     assert pq.dsub == 3 and pq.decode(pq.encode(x)).shape == (600, 10)
+    # 10 dims over 4 sub-spaces: sizes 3, 3, 2, 2, so every sub-space carries data.
+    assert [int((pq._slots[j * 3 : (j + 1) * 3] < 10).sum()) for j in range(4)] == [3, 3, 2, 2]
+    wide = ProductQuantizer(10, "l2", m=8, bits=4)
+    wide.train(x)
+    narrow = ProductQuantizer(10, "l2", m=5, bits=4)
+    narrow.train(x)
+    err = [float(((q.decode(q.encode(x)) - x) ** 2).sum(1).mean()) for q in (narrow, wide)]
+    assert err[1] < err[0]  # more sub-quantizers must help even when m does not divide dim
     np.testing.assert_allclose(pq.distances(pq.prepare(x[0]), pq.encode(x)),
                                _reference(pq, x[0], pq.encode(x)), rtol=1e-4, atol=1e-4)
 

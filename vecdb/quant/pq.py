@@ -36,7 +36,8 @@ class PQQuery:
 class ProductQuantizer(Quantizer):
     """PQ with ``m`` sub-quantizers of ``2**bits`` centroids (bits 8, or 4 for fast-scan).
 
-    Vectors are padded with zeros to ``m * ceil(dim / m)``. Cosine works as ip on unit vectors (decode
+    Dimensions are split into m groups whose sizes differ by at most one, each zero-padded to
+    ``dsub = ceil(dim / m)``. Cosine works as ip on unit vectors (decode
     returns unit vectors). With ``opq=True`` an orthogonal rotation is learned by alternating k-means and
     Procrustes, and kept only when it lowers the reconstruction error on the training sample.
     Codes: 8-bit -> (n, m) uint8; 4-bit -> (n, ceil(m/2)) uint8, sub-quantizer 2j in the low nibble of
@@ -57,6 +58,12 @@ class ProductQuantizer(Quantizer):
         self.m, self.bits, self.opq, self.seed = m, bits, opq, seed
         self.niter, self.opq_iters = niter, opq_iters
         self.dsub = -(-dim // m)
+        # Sub-space j takes the next dim // m (+1 for the first dim % m) dimensions, zero-padded to dsub:
+        # slot -> source dimension, where ``dim`` points at an all-zero column.
+        sizes = np.full(m, dim // m) + (np.arange(m) < dim % m)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        within = np.arange(self.dsub)[None, :]
+        self._slots = np.where(within < sizes[:, None], starts[:, None] + within, dim).reshape(-1)
         self.ksub = 1 << bits
         self.codebooks: np.ndarray | None = None  # (m, ksub, dsub) float32
         self.rotation: np.ndarray | None = None  # (m*dsub, m*dsub) float32, applied as x @ R
@@ -117,7 +124,10 @@ class ProductQuantizer(Quantizer):
         y = _reconstruct(self.plain_codes(codes), self._books())
         if self.rotation is not None:
             y = y @ self.rotation.T
-        return np.ascontiguousarray(y[:, : self.dim])
+        real = self._slots < self.dim
+        out = np.empty((y.shape[0], self.dim), dtype=np.float32)
+        out[:, self._slots[real]] = y[:, real]
+        return out
 
     def plain_codes(self, codes: np.ndarray) -> np.ndarray:
         """(n, code_size) stored codes -> (n, m) uint8, one centroid index per sub-quantizer."""
@@ -220,14 +230,12 @@ class ProductQuantizer(Quantizer):
         return codes
 
     def _lift(self, x: np.ndarray) -> np.ndarray:
-        """Normalise (cosine) and zero-pad to m * dsub dimensions."""
+        """Normalise (cosine) and spread the dimensions over the m zero-padded sub-spaces."""
         if self.metric == "cosine":
             norms = np.linalg.norm(x, axis=1, keepdims=True)
             x = x / np.where(norms > 0, norms, 1.0)
-        pad = self.m * self.dsub - self.dim
-        if pad:
-            x = np.concatenate([x, np.zeros((x.shape[0], pad), dtype=np.float32)], axis=1)
-        return np.ascontiguousarray(x, dtype=np.float32)
+        padded = np.concatenate([x, np.zeros((x.shape[0], 1), dtype=np.float32)], axis=1)
+        return np.ascontiguousarray(padded[:, self._slots], dtype=np.float32)
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
         x = self._lift(x)

@@ -23,8 +23,7 @@ from vecdb.errors import (
     VecdbError,
 )
 from vecdb.types import SearchResult
-
-__version__ = "0.1.0"
+from vecdb.version import __version__
 
 __all__ = [
     "BEBR",

@@ -23,6 +23,7 @@ from vecdb.storage.io import FileIO
 from vecdb.storage.layout import DataDirLayout, validate_name
 from vecdb.storage.lock import DirectoryLock
 from vecdb.types import check_metric
+from vecdb.version import __version__
 
 log = logging.getLogger("vecdb.engine")
 
@@ -176,8 +177,6 @@ class Database:
     # ------------------------------------------------------------------ lifecycle
 
     def info(self) -> dict[str, Any]:
-        from vecdb import __version__
-
         return {
             "version": __version__,
             "data_dir": str(self.root),

@@ -209,7 +209,7 @@ def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tupl
     """distances: (n,) or (q, n) float32, mask: (n,) or (q, n) bool of allowed entries (None = all)
     -> (indices int64, distances float32), each (k,) or (q, k)."""
     d2 = np.atleast_2d(np.asarray(distances_, dtype=np.float32))
-    q, n = d2.shape
+    q = d2.shape[0]
     allowed = ~np.isnan(d2)
     if mask is not None:
         allowed &= np.broadcast_to(np.asarray(mask, dtype=bool), d2.shape)

@@ -1,0 +1,281 @@
+"""The multi-tenant clustering-tree index: exactness, isolation, updates, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from vecdb.index.tenant import TenantIndex
+from vecdb.kernels import reference
+
+# A deep tree on little data: small leaves, small branching (every code path of the descent runs).
+SMALL = {"branching": 4, "leaf_size": 8, "split_factor": 2, "exact_threshold": 0}
+TENANTS = ("acme", "globex", "initech", "umbrella")
+
+
+def _data(n: int, d: int, seed: int) -> tuple[np.ndarray, list[list[str]]]:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    owners = rng.integers(0, len(TENANTS), n)
+    row_tenants = [[TENANTS[o]] for o in owners]
+    for i in rng.choice(n, n // 10, replace=False):  # a tenth of the rows are shared
+        row_tenants[i] = sorted({row_tenants[i][0], TENANTS[(owners[i] + 1) % len(TENANTS)]})
+    return x, row_tenants
+
+
+def _exact(x: np.ndarray, rows: np.ndarray, q: np.ndarray, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """Brute force over ``rows`` of ``x``: (offsets (q, k) padded -1, distances (q, k))."""
+    out_i = np.full((q.shape[0], k), -1, np.int64)
+    out_d = np.full((q.shape[0], k), np.inf, np.float32)
+    for t in range(q.shape[0]):
+        d = reference.distances(q[t], x[rows], metric) if rows.size else np.zeros(0, np.float32)
+        order = np.lexsort((rows, d))[:k]
+        out_i[t, : order.size], out_d[t, : order.size] = rows[order], d[order]
+    return out_i, out_d
+
+
+def _owners(row_tenants: list[list[str]], tenant: str) -> np.ndarray:
+    return np.array([i for i, ts in enumerate(row_tenants) if tenant in ts], dtype=np.int64)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_full_budget_descent_is_exact(metric: str) -> None:
+    x, rt = _data(600, 7, seed=1)
+    index = TenantIndex.build(x, metric, rt, SMALL)
+    q = np.random.default_rng(2).standard_normal((6, 7)).astype(np.float32)
+    for tenant in TENANTS:
+        rows = _owners(rt, tenant)
+        want_i, want_d = _exact(x, rows, q, 10, metric)
+        got_i, got_d = index.search(q, 10, tenant, {"nprobe": 10_000, "ef": 10_000})
+        np.testing.assert_array_equal(got_i, want_i)
+        np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=1e-4)
+        ex_i, _ = index.search(q, 10, tenant, {"exact": True})
+        np.testing.assert_array_equal(ex_i, want_i)
+
+
+def test_small_budget_keeps_recall_and_isolation() -> None:
+    x, rt = _data(3000, 16, seed=3)
+    index = TenantIndex.build(x, "l2", rt, {"branching": 8, "leaf_size": 32, "exact_threshold": 0})
+    q = np.random.default_rng(4).standard_normal((20, 16)).astype(np.float32)
+    rows = _owners(rt, "acme")
+    want, _ = _exact(x, rows, q, 10, "l2")
+    got, _, stats = index.search_with_stats(q, 10, "acme", {"nprobe": 8, "ef": 200})
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, want, strict=True)])
+    assert recall >= 0.8
+    assert np.isin(got, rows).all()
+    assert stats["plan"] == "tenant-tree"
+    # the budget bounds the work: far fewer rows scored than the tenant holds
+    assert max(stats["candidates_scored"]) < rows.size // 2
+
+
+def test_small_tenants_are_scanned_exactly() -> None:
+    x, rt = _data(400, 5, seed=5)
+    rt[0] = ["tiny"]
+    rt[1] = ["tiny", "acme"]
+    index = TenantIndex.build(x, "l2", rt, {"leaf_size": 8, "exact_threshold": 16})
+    got, dist, stats = index.search_with_stats(x[:1], 5, "tiny", {})
+    assert stats["plan"] == "tenant-exact"
+    assert got[0].tolist() == [0, 1, -1, -1, -1]
+    assert np.isinf(dist[0, 2:]).all()
+
+
+def test_unknown_tenant_gets_nothing() -> None:
+    x, rt = _data(200, 4, seed=6)
+    index = TenantIndex.build(x, "l2", rt, SMALL)
+    got, dist = index.search(x[:3], 4, "nobody", {})
+    assert (got == -1).all() and np.isinf(dist).all()
+
+
+def test_csr_and_lists_build_the_same_index() -> None:
+    x, rt = _data(500, 6, seed=7)
+    names = list(TENANTS)
+    indptr = np.zeros(len(rt) + 1, np.int64)
+    indptr[1:] = np.cumsum([len(ts) for ts in rt])
+    ids = np.array([names.index(t) for ts in rt for t in ts], np.int64)
+    a = TenantIndex.build(x, "l2", rt, SMALL)
+    b = TenantIndex.build(x, "l2", (indptr, ids, names), SMALL)
+    for tenant in TENANTS:
+        np.testing.assert_array_equal(a.rows_of(tenant), b.rows_of(tenant))
+        np.testing.assert_array_equal(a.search(x[:4], 5, tenant, {})[0], b.search(x[:4], 5, tenant, {})[0])
+    with pytest.raises(ValueError, match="indptr"):
+        TenantIndex.build(x, "l2", (indptr[:-1], ids, names), SMALL)
+    with pytest.raises(ValueError, match="out of range"):
+        TenantIndex.build(x, "l2", (indptr, ids + 10, names), SMALL)
+    with pytest.raises(ValueError, match="unknown"):
+        TenantIndex.build(x, "l2", rt, {"fanout": 3})
+
+
+def test_allowed_mask_is_respected() -> None:
+    x, rt = _data(800, 6, seed=8)
+    index = TenantIndex.build(x, "l2", rt, SMALL)
+    allowed = np.zeros(800, bool)
+    allowed[::3] = True
+    rows = _owners(rt, "globex")
+    want, _ = _exact(x, rows[allowed[rows]], x[:5], 8, "l2")
+    got, _ = index.search(x[:5], 8, "globex", {"nprobe": 10_000, "ef": 10_000}, allowed=allowed)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_grant_revoke_delete_insert() -> None:
+    x, rt = _data(400, 6, seed=9)
+    index = TenantIndex.build(x, "l2", rt, SMALL)
+    acme = set(_owners(rt, "acme").tolist())
+    other = sorted(set(range(400)) - acme)[:30]
+    index.grant(np.array(other), "acme")
+    assert set(index.rows_of("acme").tolist()) == acme | set(other)
+    index.revoke(np.array(other[:10]), "acme")
+    assert set(index.rows_of("acme").tolist()) == acme | set(other[10:])
+    index.delete(np.array(other[10:20]))
+    for tenant in TENANTS:
+        assert not set(index.rows_of(tenant).tolist()) & set(other[10:20])
+    with pytest.raises(ValueError, match="deleted"):
+        index.grant(np.array(other[10:11]), "acme")
+    with pytest.raises(ValueError, match="out of range"):
+        index.revoke(np.array([400]), "acme")
+    # enough rows into one place to overflow a leaf and split it
+    rng = np.random.default_rng(10)
+    new = (x[0] + 0.01 * rng.standard_normal((60, 6))).astype(np.float32)
+    nodes_before = index.centroids.shape[0]
+    offsets = index.insert(new, [["newco"]] * 30 + [["newco", "acme"]] * 30)
+    assert offsets.tolist() == list(range(400, 460))
+    assert index.centroids.shape[0] > nodes_before
+    got, _ = index.search(new[:3], 10, "newco", {"nprobe": 10_000, "ef": 10_000})
+    want, _ = _exact(np.concatenate([x, new]), offsets, new[:3], 10, "l2")
+    np.testing.assert_array_equal(got, want)
+    acme_now = index.rows_of("acme")
+    assert set(offsets[30:].tolist()) <= set(acme_now.tolist())
+    got, _ = index.search(new[:3], 50, "acme", {"nprobe": 10_000, "ef": 10_000})
+    assert np.isin(got[got >= 0], acme_now).all()
+
+
+def test_memory_accounting() -> None:
+    x, rt = _data(500, 8, seed=11)
+    index = TenantIndex.build(x, "l2", rt, SMALL)
+    per = index.memory_by_tenant()
+    assert set(per) == set(TENANTS)
+    assert index.nbytes == index.shared_nbytes + sum(per.values())
+    held = sum(len(ts) for ts in rt)
+    assert sum(per.values()) >= 4 * held  # every membership costs at least its uint32 row offset
+    before = per["acme"]
+    index.revoke(index.rows_of("acme")[:50], "acme")
+    assert index.memory_by_tenant()["acme"] < before
+
+
+def test_round_trip_and_validation() -> None:
+    x, rt = _data(500, 8, seed=12)
+    index = TenantIndex.build(x, "cosine", rt, SMALL)
+    index.revoke(index.rows_of("acme")[:5], "acme")
+    index.delete(np.array([1, 2, 3]))
+    meta, arrays = index.to_arrays()
+    back = TenantIndex.from_arrays(meta, arrays, x)
+    q = x[10:14]
+    for tenant in TENANTS:
+        np.testing.assert_array_equal(back.rows_of(tenant), index.rows_of(tenant))
+        np.testing.assert_array_equal(back.search(q, 7, tenant, {})[0], index.search(q, 7, tenant, {})[0])
+    assert back.nbytes == index.nbytes
+
+    def broken(**changes: object) -> tuple[dict, dict]:
+        m, a = dict(meta), dict(arrays)
+        for key, value in changes.items():
+            (m if key in m else a)[key] = value
+        return m, a
+
+    bad_rows = arrays["tenant_rows"].copy()
+    bad_rows[0] = 10_000
+    dup = arrays["tenant_rows"].copy()
+    dup[1] = dup[0]
+    bad_parent = arrays["parent"].copy()
+    bad_parent[-1] = bad_parent.shape[0]
+    leaf_inner = arrays["row_leaf"].copy()
+    leaf_inner[0] = 0  # the root is no leaf
+    for m, a in (broken(format=99), broken(tenant_rows=bad_rows), broken(tenant_rows=dup),
+                 broken(parent=bad_parent), broken(row_leaf=leaf_inner),
+                 broken(centroids=arrays["centroids"][:, :3]), broken(tenant_start=arrays["tenant_start"][:-1]),
+                 broken(tenants=meta["tenants"][:-1]), broken(config={"bogus": 1})):
+        with pytest.raises(ValueError):
+            TenantIndex.from_arrays(m, a, x)
+    with pytest.raises(ValueError):
+        TenantIndex.from_arrays(meta, arrays, x[:-1])
+    with pytest.raises(ValueError):
+        TenantIndex.from_arrays(meta, {k: v for k, v in arrays.items() if k != "row_leaf"}, x)
+    index.insert(x[:2], [["acme"], ["acme"]])
+    with pytest.raises(ValueError, match="inserted"):
+        index.to_arrays()
+
+
+class TenantIsolation(RuleBasedStateMachine):
+    """Random builds, inserts, shares, revocations and deletes against a model of who holds what:
+    every search returns only rows of its tenant, and with a full budget exactly the model's top-k."""
+
+    @initialize(seed=st.integers(0, 2**16), n=st.integers(1, 120), metric=st.sampled_from(["l2", "cosine"]))
+    def build(self, seed: int, n: int, metric: str) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.x = self.rng.standard_normal((n, 4)).astype(np.float32)
+        self.metric = metric
+        rt = [list({TENANTS[j] for j in self.rng.integers(0, 4, self.rng.integers(0, 3))}) for _ in range(n)]
+        self.model = {t: {i for i, ts in enumerate(rt) if t in ts} for t in TENANTS}
+        self.deleted: set[int] = set()
+        self.index = TenantIndex.build(self.x, metric, rt, {"branching": 3, "leaf_size": 4, "split_factor": 2,
+                                                            "exact_threshold": 3})
+
+    @rule(m=st.integers(1, 20), tenant=st.sampled_from(TENANTS), near=st.booleans())
+    def insert(self, m: int, tenant: str, near: bool) -> None:
+        base = self.x[0] if near else np.zeros(4, np.float32)
+        new = (base + self.rng.standard_normal((m, 4)) * (0.01 if near else 1.0)).astype(np.float32)
+        offsets = self.index.insert(new, [[tenant]] * m)
+        self.x = np.concatenate([self.x, new])
+        self.model[tenant] |= set(offsets.tolist())
+
+    @rule(tenant=st.sampled_from(TENANTS), data=st.data())
+    def grant(self, tenant: str, data: st.DataObject) -> None:
+        live = sorted(set(range(self.x.shape[0])) - self.deleted)
+        if live:
+            rows = data.draw(st.lists(st.sampled_from(live), max_size=10))
+            self.index.grant(np.array(rows, np.int64), tenant)
+            self.model[tenant] |= set(rows)
+
+    @rule(tenant=st.sampled_from(TENANTS), data=st.data())
+    def revoke(self, tenant: str, data: st.DataObject) -> None:
+        rows = data.draw(st.lists(st.integers(0, self.x.shape[0] - 1), max_size=10))
+        self.index.revoke(np.array(rows, np.int64), tenant)
+        self.model[tenant] -= set(rows)
+
+    @rule(data=st.data())
+    def delete(self, data: st.DataObject) -> None:
+        rows = data.draw(st.lists(st.integers(0, self.x.shape[0] - 1), max_size=8))
+        self.index.delete(np.array(rows, np.int64))
+        self.deleted |= set(rows)
+        for held in self.model.values():
+            held -= set(rows)
+
+    @precondition(lambda self: not self.index.n - self.index._segment_rows)
+    @rule()
+    def reload(self) -> None:
+        meta, arrays = self.index.to_arrays()
+        self.index = TenantIndex.from_arrays(meta, arrays, self.x)
+
+    @rule(tenant=st.sampled_from(TENANTS), k=st.integers(1, 12), nprobe=st.integers(1, 3))
+    def search(self, tenant: str, k: int, nprobe: int) -> None:
+        q = self.rng.standard_normal((2, 4)).astype(np.float32)
+        held = np.array(sorted(self.model[tenant]), np.int64)
+        got, _ = self.index.search(q, k, tenant, {"nprobe": nprobe, "ef": 1})
+        found = got[got >= 0]
+        assert np.isin(found, held).all(), f"leak: {set(found.tolist()) - set(held.tolist())} to {tenant}"
+        assert all(len(set(r[r >= 0].tolist())) == int((r >= 0).sum()) for r in got)
+        full, _ = self.index.search(q, k, tenant, {"nprobe": 10**6, "ef": 10**6})
+        want, _ = _exact(self.x, held, q, k, self.metric)
+        np.testing.assert_array_equal(full, want)
+
+    @invariant()
+    def rows_match_model(self) -> None:
+        if hasattr(self, "index"):
+            for tenant in TENANTS:
+                assert set(self.index.rows_of(tenant).tolist()) == self.model[tenant]
+
+
+TestTenantIsolation = TenantIsolation.TestCase
+TestTenantIsolation.settings = settings(max_examples=40, stateful_step_count=25, deadline=None, derandomize=True,
+                                        suppress_health_check=[HealthCheck.too_slow])

@@ -1,0 +1,510 @@
+"""The multi-tenant index (after Curator): one shared clustering tree, one small sub-tree per tenant.
+
+The tree is a k-means tree over every row of a segment: each internal node splits its rows into at
+most ``branching`` children by seeded k-means until a node holds at most ``leaf_size`` rows (a leaf).
+Nodes are numbered so that the children of a node are contiguous and every child id is larger than its
+parent's. Tenants are strings mapped to dense ids; a row may belong to several tenants (shared rows)
+or to none.
+
+Per tenant the index keeps only its sub-tree, the nodes with at least one of its rows under them:
+``nodes`` (s,) int32 sorted node ids (a sparse, tenant-major membership bitmap), ``start`` (s+1,)
+int32 and ``rows`` (r,) uint32, the tenant's row offsets grouped by leaf (``kernels.tenant`` explains
+the layout). A search for tenant T descends only T's sub-tree, best-first by centroid distance, and
+scores only T's rows in the leaves it opens, so it can never return a row T does not hold: isolation
+is structural, not a filter applied afterwards. Tenants with at most ``exact_threshold`` rows are
+scanned exactly (cheaper than any descent at that size).
+
+Memory: centroids (nodes * d * 4 bytes, about n / leaf_size * d * 4), four int32 per node, one int32
+per row (its leaf), and per tenant 4 bytes per row it holds plus 8 bytes per node of its sub-tree
+(at most its leaves times the tree depth).
+
+Updates are per tenant: ``insert`` routes new rows down the tree (a leaf that outgrows
+``split_factor * leaf_size`` rows is split by k-means into children), ``grant``/``revoke`` add or
+remove rows of one tenant, ``delete`` removes rows from every tenant; each rewrites only the arrays of
+the tenants it touches (O(rows of the tenant)), never the tree of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from vecdb.index.balanced import train_kmeans
+from vecdb.index.ivf import as_rows, check_mask, positive_int, unit_rows
+from vecdb.kernels import tenant as tk
+from vecdb.quant.kmeans import assign
+from vecdb.types import METRIC_CODES, check_metric
+
+FORMAT_VERSION = 1
+DEFAULTS: dict[str, Any] = {
+    "branching": 16,  # children per split: 16 keeps the tree 3-4 levels deep at 10^5 rows
+    "leaf_size": 64,  # rows per leaf at build time, at most
+    "split_factor": 4,  # a leaf grown by inserts past split_factor * leaf_size rows is split
+    "exact_threshold": 1024,  # tenants with at most this many rows are scanned exactly
+    "seed": 0,
+}
+DEFAULT_NPROBE = 8  # leaves a search opens at least
+DEFAULT_EF = 256  # rows a search scores at least (raised to k)
+_EMPTY_I32 = np.zeros(0, dtype=np.int32)
+_EMPTY_U32 = np.zeros(0, dtype=np.uint32)
+_ZERO_START = np.zeros(1, dtype=np.int32)
+
+RowTenants = Sequence[Sequence[str]] | tuple[np.ndarray, np.ndarray, Sequence[str]]
+
+
+class _SubTree:
+    """One tenant's sub-tree: sorted node ids, per-node row ranges, rows grouped by leaf."""
+
+    __slots__ = ("nodes", "rows", "start")
+
+    def __init__(self, nodes: np.ndarray, start: np.ndarray, rows: np.ndarray) -> None:
+        self.nodes = nodes  # (s,) int32
+        self.start = start  # (s+1,) int32
+        self.rows = rows  # (r,) uint32
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.nodes.nbytes + self.start.nbytes + self.rows.nbytes)
+
+
+_EMPTY_TREE = _SubTree(_EMPTY_I32, _ZERO_START, _EMPTY_U32)
+
+
+def parse_config(config: Mapping[str, Any] | None) -> dict[str, int]:
+    """The build knobs, defaults filled in; ValueError on unknown names or bad values."""
+    cfg = dict(DEFAULTS)
+    unknown = set(config or {}) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown tenant index options: {sorted(unknown)}")
+    cfg.update(config or {})
+    out = {name: int(cfg[name]) for name in DEFAULTS}
+    if out["branching"] < 2 or out["leaf_size"] < 1 or out["split_factor"] < 1 or out["exact_threshold"] < 0:
+        raise ValueError(f"tenant index options out of range: {out}")
+    return out
+
+
+def tenant_lists(row_tenants: RowTenants, n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Normalise list-of-lists or CSR (indptr (n+1,), tenant_ids, tenant_names) row tenants to CSR."""
+    if isinstance(row_tenants, tuple) and len(row_tenants) == 3 and isinstance(row_tenants[0], np.ndarray):
+        indptr = np.asarray(row_tenants[0], dtype=np.int64)
+        ids = np.asarray(row_tenants[1], dtype=np.int64)
+        names = [str(t) for t in row_tenants[2]]
+        if indptr.shape != (n + 1,) or indptr[0] != 0 or indptr[-1] != ids.shape[0] or (np.diff(indptr) < 0).any():
+            raise ValueError(f"row tenants CSR indptr must be (n+1,) = ({n + 1},) non-decreasing from 0 to len(ids)")
+        if ids.size and (ids.min() < 0 or ids.max() >= len(names)):
+            raise ValueError("row tenants CSR ids out of range of tenant_names")
+        if len(set(names)) != len(names):
+            raise ValueError("tenant_names must be distinct")
+        return indptr, ids, names
+    lists = list(row_tenants)
+    if len(lists) != n:
+        raise ValueError(f"row_tenants has {len(lists)} entries for {n} rows")
+    names_ix: dict[str, int] = {}
+    flat: list[int] = []
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    for i, ts in enumerate(lists):
+        if isinstance(ts, str):
+            raise ValueError(f"row_tenants[{i}] must be a list of tenant names, got a str")
+        for t in set(ts):
+            flat.append(names_ix.setdefault(str(t), len(names_ix)))
+        indptr[i + 1] = len(flat)
+    return indptr, np.asarray(flat, dtype=np.int64), list(names_ix)
+
+
+class TenantIndex:
+    """A shared k-means tree over a segment's rows with one sub-tree per tenant.
+
+    Query knobs (``params``): ``nprobe`` (leaves opened at least, default 8), ``ef`` (tenant rows
+    scored at least, default 256; both are the recall knob), ``exact`` (True: scan the tenant's rows).
+    """
+
+    kind: ClassVar[str] = "tenant"
+
+    def __init__(self, metric: str, vectors: np.ndarray, cfg: dict[str, int], centroids: np.ndarray,
+                 parent: np.ndarray, first_child: np.ndarray, n_children: np.ndarray,
+                 row_leaf: np.ndarray) -> None:
+        self.metric = check_metric(metric)
+        self.dim = int(vectors.shape[1])
+        self.cfg = cfg
+        self._vectors = vectors  # (cap >= n, d) float32; rows past the segment's come from insert
+        self.n = int(row_leaf.shape[0])
+        self._segment_rows = self.n
+        self.centroids = centroids  # (nodes, d) float32, in routing space (unit rows for cosine)
+        self.parent = parent  # (nodes,) int32, -1 for the root
+        self.first_child = first_child  # (nodes,) int32
+        self.n_children = n_children  # (nodes,) int32, 0 for a leaf
+        self.row_leaf = row_leaf  # (n,) int32 leaf of each row, -1 once deleted
+        self.names: list[str] = []
+        self.ids: dict[str, int] = {}
+        self.trees: list[_SubTree] = []
+        self._code = METRIC_CODES[self.metric]
+        self._route_code = METRIC_CODES["ip" if metric == "ip" else "l2"]
+
+    # --- building ----------------------------------------------------------------------------
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, metric: str, row_tenants: RowTenants,
+              config: Mapping[str, Any] | None = None) -> TenantIndex:
+        """Build over ``vectors`` (n, d) float32. row_tenants: per row a list of tenant names, or CSR
+        (indptr (n+1,), tenant_ids (nnz,), tenant_names). config: ``DEFAULTS`` keys."""
+        check_metric(metric)
+        cfg = parse_config(config)
+        x = as_rows(vectors, None)
+        n = x.shape[0]
+        indptr, tids, names = tenant_lists(row_tenants, n)
+        space = unit_rows(x) if metric == "cosine" else x
+        centroids, parent, first_child, n_children, row_leaf = _build_tree(space, cfg)
+        index = cls(metric, x, cfg, centroids, parent, first_child, n_children, row_leaf)
+        rows_of = np.repeat(np.arange(n, dtype=np.int64), np.diff(indptr))
+        order = np.argsort(tids, kind="stable")
+        bounds = np.searchsorted(tids[order], np.arange(len(names) + 1))
+        for t, name in enumerate(names):
+            index._tenant_id(name)
+            index._set_rows(t, rows_of[order[bounds[t]:bounds[t + 1]]])
+        return index
+
+    # --- searching ---------------------------------------------------------------------------
+
+    def search(self, queries: np.ndarray, k: int, tenant: str, params: Mapping[str, Any] | None = None,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """queries (q, d) float32 -> (offsets (q, k) int64 padded -1, distances (q, k) float32 padded
+        +inf), only rows of ``tenant`` (and of ``allowed`` (n,) bool when given)."""
+        offsets, dists, _ = self.search_with_stats(queries, k, tenant, params, allowed)
+        return offsets, dists
+
+    def search_with_stats(self, queries: np.ndarray, k: int, tenant: str, params: Mapping[str, Any] | None = None,
+                          allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """``search`` plus per-query statistics: plan, leaves opened and rows scored."""
+        params = params or {}
+        qs = as_rows(queries, self.dim)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        nprobe = positive_int(params, "nprobe", DEFAULT_NPROBE)
+        ef = max(positive_int(params, "ef", DEFAULT_EF), k)
+        mask, filtered = check_mask(allowed)
+        nq = qs.shape[0]
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        out_d = np.full((nq, k), np.inf, dtype=np.float32)
+        leaves = np.zeros(nq, dtype=np.int64)
+        scored = np.zeros(nq, dtype=np.int64)
+        tree = self.trees[self.ids[tenant]] if tenant in self.ids else _EMPTY_TREE
+        exact = bool(params.get("exact")) or tree.rows.shape[0] <= self.cfg["exact_threshold"]
+        route = unit_rows(qs) if self.metric == "cosine" else qs
+        vecs = self._vectors
+        for t in range(nq):
+            hd, hk = out_d[t], out_i[t]
+            if exact:
+                size, scored[t] = tk.tenant_exact_into(qs[t], vecs, tree.rows, self._code, mask, filtered, hd, hk)
+            else:
+                size, leaves[t], scored[t] = tk.tenant_search_into(
+                    qs[t], route[t], vecs, self.centroids, self.first_child, self.n_children, tree.nodes,
+                    tree.start, tree.rows, self._code, self._route_code, mask, filtered, nprobe, ef, hd, hk)
+            _sort_heap(hd, hk, size)
+        stats = {"plan": "tenant-exact" if exact else "tenant-tree", "leaves": leaves.tolist(),
+                 "candidates_scored": scored.tolist()}
+        return out_i, out_d, stats
+
+    # --- tenants and updates -----------------------------------------------------------------
+
+    def tenants(self) -> list[str]:
+        """Tenant names known to the index (some may hold no rows any more)."""
+        return list(self.names)
+
+    def rows_of(self, tenant: str) -> np.ndarray:
+        """Sorted row offsets of ``tenant`` -> (r,) int64 (empty for an unknown tenant)."""
+        if tenant not in self.ids:
+            return np.zeros(0, dtype=np.int64)
+        return np.sort(self.trees[self.ids[tenant]].rows.astype(np.int64))
+
+    def insert(self, vectors: np.ndarray, row_tenants: RowTenants) -> np.ndarray:
+        """Append rows ``vectors`` (m, d) float32 with their tenants; returns their offsets (m,) int64."""
+        x = as_rows(vectors, self.dim)
+        m = x.shape[0]
+        indptr, tids, names = tenant_lists(row_tenants, m)
+        start = self.n
+        self._grow_vectors(start + m)
+        self._vectors[start:start + m] = x
+        route = unit_rows(x) if self.metric == "cosine" else x
+        leaves = tk.descend(route, self.centroids, self.first_child, self.n_children, self._route_code)
+        self.row_leaf = np.concatenate([self.row_leaf, leaves])
+        self.n = start + m
+        new_rows = np.arange(start, start + m, dtype=np.int64)
+        touched: dict[int, list[np.ndarray]] = {}
+        rows_of = np.repeat(new_rows, np.diff(indptr))
+        for local, name in enumerate(names):
+            touched.setdefault(self._tenant_id(name), []).append(rows_of[tids == local])
+        for t, parts in touched.items():
+            self._set_rows(t, np.concatenate([self.trees[t].rows.astype(np.int64), *parts]))
+        live = self.row_leaf[self.row_leaf >= 0]
+        fill = np.bincount(live, minlength=self.centroids.shape[0])
+        for leaf in np.unique(leaves).tolist():
+            if fill[leaf] > self.cfg["split_factor"] * self.cfg["leaf_size"]:
+                self._split_leaf(int(leaf))
+        return new_rows
+
+    def grant(self, offsets: np.ndarray, tenant: str) -> None:
+        """Share rows ``offsets`` (m,) with ``tenant`` (created when new)."""
+        rows = self._live_offsets(offsets)
+        t = self._tenant_id(tenant)
+        self._set_rows(t, np.union1d(self.trees[t].rows.astype(np.int64), rows))
+
+    def revoke(self, offsets: np.ndarray, tenant: str) -> None:
+        """Take rows ``offsets`` (m,) away from ``tenant`` (rows it does not hold are ignored)."""
+        if tenant not in self.ids:
+            return
+        rows = self._checked_offsets(offsets)
+        t = self.ids[tenant]
+        current = self.trees[t].rows.astype(np.int64)
+        self._set_rows(t, current[~np.isin(current, rows)])
+
+    def delete(self, offsets: np.ndarray) -> None:
+        """Remove rows ``offsets`` (m,) from every tenant; they are never returned again.
+        Costs one membership test per (tenant, row held) pair: O(rows held by all tenants)."""
+        rows = self._checked_offsets(offsets)
+        if rows.size == 0:
+            return
+        for t, tree in enumerate(self.trees):
+            hit = np.isin(tree.rows, rows)
+            if hit.any():
+                current = tree.rows.astype(np.int64)
+                self._set_rows(t, current[~hit])
+        self.row_leaf[rows] = -1
+
+    # --- memory ------------------------------------------------------------------------------
+
+    def memory_by_tenant(self) -> dict[str, int]:
+        """Bytes of each tenant's sub-tree arrays (the shared tree is in ``nbytes`` only)."""
+        return {name: self.trees[t].nbytes for t, name in enumerate(self.names)}
+
+    @property
+    def shared_nbytes(self) -> int:
+        """Bytes of the shared tree: centroids, node links and the row -> leaf map."""
+        return int(self.centroids.nbytes + self.parent.nbytes + self.first_child.nbytes
+                   + self.n_children.nbytes + self.row_leaf.nbytes)
+
+    @property
+    def nbytes(self) -> int:
+        """Everything beyond the segment's vectors: the shared tree, every sub-tree, inserted vectors."""
+        inserted = (self.n - self._segment_rows) * self.dim * 4
+        return self.shared_nbytes + sum(t.nbytes for t in self.trees) + int(inserted)
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(metadata, arrays): the tree, and each tenant's rows concatenated (CSR by tenant id).
+        Rows added by ``insert`` are not part of the segment: persist after compaction only."""
+        if self.n != self._segment_rows:
+            raise ValueError("the index holds inserted rows that are not in the segment: rebuild after compaction")
+        sizes = np.array([t.rows.shape[0] for t in self.trees], dtype=np.int64)
+        tenant_start = np.zeros(len(self.trees) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=tenant_start[1:])
+        rows = np.concatenate([t.rows for t in self.trees]) if self.trees else _EMPTY_U32
+        meta = {"format": FORMAT_VERSION, "metric": self.metric, "dim": self.dim, "n": self.n,
+                "config": dict(self.cfg), "tenants": list(self.names)}
+        arrays = {"centroids": self.centroids, "parent": self.parent, "first_child": self.first_child,
+                  "n_children": self.n_children, "row_leaf": self.row_leaf, "tenant_start": tenant_start,
+                  "tenant_rows": rows}
+        return meta, arrays
+
+    @classmethod
+    def from_arrays(cls, meta: Mapping[str, Any], arrays: Mapping[str, np.ndarray],
+                    vectors: np.ndarray) -> TenantIndex:
+        """Rebuild from ``to_arrays`` output and the segment's ``vectors`` (n, d); ValueError when
+        anything is inconsistent (a corrupt index must be rebuilt, never trusted)."""
+        try:
+            if int(meta["format"]) != FORMAT_VERSION:
+                raise ValueError(f"tenant index format {meta['format']} is not {FORMAT_VERSION}")
+            metric, dim, n = str(meta["metric"]), int(meta["dim"]), int(meta["n"])
+            cfg = parse_config(meta["config"])
+            names = [str(t) for t in meta["tenants"]]
+            a = {key: np.asarray(arrays[key]) for key in ("centroids", "parent", "first_child", "n_children",
+                                                           "row_leaf", "tenant_start", "tenant_rows")}
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"tenant index metadata or arrays incomplete: {exc!r}") from None
+        check_metric(metric)
+        if vectors.ndim != 2 or vectors.shape != (n, dim) or vectors.dtype != np.float32:
+            raise ValueError(f"tenant index covers ({n}, {dim}) float32 vectors, got {vectors.shape} {vectors.dtype}")
+        if len(set(names)) != len(names):
+            raise ValueError("tenant names are not distinct")
+        _check_tree(a, n, dim)
+        _check_tenant_rows(a["tenant_start"], a["tenant_rows"], a["row_leaf"], len(names), n)
+        index = cls(metric, vectors, cfg, *(np.array(a[key]) for key in ("centroids", "parent", "first_child",
+                                                                           "n_children", "row_leaf")))
+        start, rows = a["tenant_start"], a["tenant_rows"].astype(np.int64)
+        for t, name in enumerate(names):
+            index._tenant_id(name)
+            index._set_rows(t, rows[start[t]:start[t + 1]])
+        return index
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _tenant_id(self, name: str) -> int:
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"a tenant is a non-empty str, got {name!r}")
+        t = self.ids.get(name)
+        if t is None:
+            t = self.ids[name] = len(self.names)
+            self.names.append(name)
+            self.trees.append(_EMPTY_TREE)
+        return t
+
+    def _set_rows(self, t: int, rows: np.ndarray) -> None:
+        """Replace tenant ``t``'s rows by ``rows`` (int64, any order, duplicates dropped)."""
+        self.trees[t] = _sub_tree(np.unique(rows), self.row_leaf, self.parent)
+
+    def _checked_offsets(self, offsets: np.ndarray) -> np.ndarray:
+        rows = np.unique(np.asarray(offsets, dtype=np.int64).reshape(-1))
+        if rows.size and (rows[0] < 0 or rows[-1] >= self.n):
+            raise ValueError(f"offsets out of range [0, {self.n})")
+        return rows
+
+    def _live_offsets(self, offsets: np.ndarray) -> np.ndarray:
+        rows = self._checked_offsets(offsets)
+        if rows.size and (self.row_leaf[rows] < 0).any():
+            raise ValueError("cannot grant deleted rows")
+        return rows
+
+    def _grow_vectors(self, rows: int) -> None:
+        if self._vectors.shape[0] >= rows:
+            return
+        grown = np.empty((max(rows, 2 * self._vectors.shape[0]), self.dim), dtype=np.float32)
+        grown[: self.n] = self._vectors[: self.n]
+        self._vectors = grown
+
+    def _split_leaf(self, leaf: int) -> None:
+        """Turn an overfull leaf into an internal node whose children are a k-means split of its rows."""
+        members = np.flatnonzero(self.row_leaf == leaf)
+        x = self._vectors[members]
+        space = unit_rows(x) if self.metric == "cosine" else x
+        labels, cents = _split(space, self.cfg["branching"], self.cfg["seed"] + leaf)
+        if cents.shape[0] < 2:
+            return  # identical rows: nothing to split
+        first = self.centroids.shape[0]
+        nc = cents.shape[0]
+        self.centroids = np.concatenate([self.centroids, cents])
+        self.parent = np.concatenate([self.parent, np.full(nc, leaf, dtype=np.int32)])
+        self.first_child = np.concatenate([self.first_child, np.zeros(nc, dtype=np.int32)])
+        self.n_children = np.concatenate([self.n_children, np.zeros(nc, dtype=np.int32)])
+        self.first_child[leaf], self.n_children[leaf] = first, nc
+        self.row_leaf[members] = first + labels
+        for t, tree in enumerate(self.trees):
+            pos = np.searchsorted(tree.nodes, leaf)
+            if pos < tree.nodes.shape[0] and tree.nodes[pos] == leaf:
+                self._set_rows(t, tree.rows.astype(np.int64))
+
+
+def _sort_heap(hd: np.ndarray, hk: np.ndarray, size: int) -> None:
+    """Order the first ``size`` heap entries ascending by (distance, offset); pad the rest."""
+    order = np.lexsort((hk[:size], hd[:size]))
+    hd[:size], hk[:size] = hd[:size][order], hk[:size][order]
+    hd[size:], hk[size:] = np.inf, -1
+
+
+def _sub_tree(rows: np.ndarray, row_leaf: np.ndarray, parent: np.ndarray) -> _SubTree:
+    """The sub-tree arrays of a tenant holding ``rows`` (sorted unique int64)."""
+    if rows.size == 0:
+        return _EMPTY_TREE
+    leaves = row_leaf[rows]
+    order = np.lexsort((rows, leaves))
+    grouped, leaves = rows[order].astype(np.uint32), leaves[order]
+    nodes = np.unique(leaves)
+    level = nodes
+    parts = [nodes]
+    while level.size:  # walk up: every ancestor of a leaf the tenant uses is in its sub-tree
+        level = np.unique(parent[level])
+        level = level[level >= 0]
+        parts.append(level)
+    nodes = np.unique(np.concatenate(parts)).astype(np.int32)
+    start = np.empty(nodes.shape[0] + 1, dtype=np.int32)
+    # internal nodes never appear in ``leaves``, so their range is empty
+    start[:-1] = np.searchsorted(leaves, nodes, side="left")
+    start[-1] = grouped.shape[0]
+    return _SubTree(nodes, start, grouped)
+
+
+def _split(space: np.ndarray, branching: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means split of ``space`` (m, d) -> (labels (m,) int32 over non-empty clusters, centroids)."""
+    k = min(branching, space.shape[0])
+    if k < 2 or (space == space[0]).all():
+        return np.zeros(space.shape[0], dtype=np.int32), space[:1].copy()
+    cents = train_kmeans(space, k, seed)
+    labels = assign(space, cents)
+    used, labels = np.unique(labels, return_inverse=True)
+    return labels.astype(np.int32), np.ascontiguousarray(cents[used])
+
+
+def _build_tree(space: np.ndarray, cfg: dict[str, int]) -> tuple[np.ndarray, ...]:
+    """Breadth-first k-means tree over ``space`` (n, d) -> (centroids, parent, first_child, n_children,
+    row_leaf); breadth-first so that the children of a node get contiguous ids above their parent's."""
+    n = space.shape[0]
+    cents: list[np.ndarray] = [space.mean(axis=0, keepdims=True) if n else np.zeros((1, space.shape[1]), np.float32)]
+    parent, first_child, n_children = [-1], [0], [0]
+    row_leaf = np.zeros(n, dtype=np.int32)
+    queue: list[tuple[int, np.ndarray]] = [(0, np.arange(n))]
+    head = 0
+    while head < len(queue):
+        node, members = queue[head]
+        head += 1
+        if members.shape[0] <= cfg["leaf_size"]:
+            row_leaf[members] = node
+            continue
+        labels, sub = _split(space[members], cfg["branching"], cfg["seed"] + node)
+        if sub.shape[0] < 2:
+            row_leaf[members] = node
+            continue
+        first = len(parent)
+        first_child[node], n_children[node] = first, sub.shape[0]
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(sub.shape[0] + 1))
+        for c in range(sub.shape[0]):
+            cents.append(sub[c:c + 1])
+            parent.append(node)
+            first_child.append(0)
+            n_children.append(0)
+            queue.append((first + c, members[order[bounds[c]:bounds[c + 1]]]))
+    return (np.ascontiguousarray(np.concatenate(cents), dtype=np.float32), np.array(parent, dtype=np.int32),
+            np.array(first_child, dtype=np.int32), np.array(n_children, dtype=np.int32), row_leaf)
+
+
+def _check_tree(a: Mapping[str, np.ndarray], n: int, dim: int) -> None:
+    """The shared tree is a well-formed tree with contiguous children and leaves for every live row."""
+    cents, parent, fc, nc, row_leaf = a["centroids"], a["parent"], a["first_child"], a["n_children"], a["row_leaf"]
+    nodes = cents.shape[0] if cents.ndim == 2 else -1
+    if nodes < 1 or cents.shape != (nodes, dim) or cents.dtype != np.float32 or not np.isfinite(cents).all():
+        raise ValueError("tenant index centroids have the wrong shape, dtype or non-finite values")
+    for name, arr, length in (("parent", parent, nodes), ("first_child", fc, nodes), ("n_children", nc, nodes),
+                              ("row_leaf", row_leaf, n)):
+        if arr.shape != (length,) or arr.dtype != np.int32:
+            raise ValueError(f"tenant index {name} must be ({length},) int32, got {arr.shape} {arr.dtype}")
+    if parent[0] != -1 or (nodes > 1 and ((parent[1:] < 0) | (parent[1:] >= np.arange(1, nodes))).any()):
+        raise ValueError("tenant index parents are not a tree rooted at node 0 (children after parents)")
+    if (nc < 0).any():
+        raise ValueError("tenant index has negative child counts")
+    inner = np.flatnonzero(nc > 0)
+    expected_parent = np.full(nodes, -1, dtype=np.int64)
+    for p in inner.tolist():
+        lo, hi = int(fc[p]), int(fc[p]) + int(nc[p])
+        if lo <= p or hi > nodes:
+            raise ValueError(f"tenant index node {p} has children out of range")
+        expected_parent[lo:hi] = p
+    if int(nc.sum()) != nodes - 1 or not (expected_parent == parent).all():
+        raise ValueError("tenant index child ranges and parents disagree")
+    if row_leaf.size and (((row_leaf < -1) | (row_leaf >= nodes)).any()
+                          or (nc[row_leaf[row_leaf >= 0]] != 0).any()):
+        raise ValueError("tenant index row_leaf points outside the leaves")
+
+
+def _check_tenant_rows(start: np.ndarray, rows: np.ndarray, row_leaf: np.ndarray, tenants: int, n: int) -> None:
+    """Per-tenant rows: a CSR table of live row offsets, no row twice within a tenant."""
+    if start.shape != (tenants + 1,) or start.dtype != np.int64 or rows.ndim != 1 or rows.dtype != np.uint32:
+        raise ValueError("tenant_start must be (tenants+1,) int64 and tenant_rows 1-D uint32")
+    if int(start[0]) != 0 or int(start[-1]) != rows.shape[0] or (np.diff(start) < 0).any():
+        raise ValueError("tenant_start is not a non-decreasing 0..len(tenant_rows) table")
+    if rows.size and (int(rows.max()) >= n or (row_leaf[rows.astype(np.int64)] < 0).any()):
+        raise ValueError("tenant_rows hold offsets outside the segment or of deleted rows")
+    for t in range(tenants):
+        part = rows[start[t]:start[t + 1]]
+        if np.unique(part).shape[0] != part.shape[0]:
+            raise ValueError(f"tenant {t} lists a row twice")

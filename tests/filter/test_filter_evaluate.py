@@ -137,6 +137,7 @@ def test_params() -> None:
     a = compile_filter(text, SCHEMA, params)
     b = compile_filter(literal, SCHEMA)
     assert a is not None and b is not None and a.canonical == b.canonical
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1  # usable as a cache key itself
     c = compile_filter(text, SCHEMA, {**params, "hi": 4})
     assert c is not None and c.canonical != a.canonical  # params are part of the cache key
     ns = compile_filter("ts >= :t", SCHEMA, {"t": np.datetime64("2024-01-04T00:00:00.000000001")})

@@ -96,10 +96,11 @@ class CompiledFilter:
     fields: the columns it reads.  canonical: a deterministic text form, e.g. for cache keys.
     """
 
-    node: Node
-    schema: pa.Schema
-    expression: pc.Expression
-    fields: frozenset[str]
+    # Equality and hashing use the canonical text and the schema: Expression has neither.
+    node: Node = field(compare=False)
+    schema: pa.Schema = field(repr=False)
+    expression: pc.Expression = field(repr=False, compare=False)
+    fields: frozenset[str] = field(compare=False)
     canonical: str
     text: str = field(repr=False, compare=False)
 

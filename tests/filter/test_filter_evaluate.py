@@ -219,12 +219,12 @@ def test_random_filters_match_oracle(text: str, table: pa.Table) -> None:
     np.testing.assert_array_equal(_check(f"NOT NOT ({text})", table), mask)
 
 
-_SCHEMA_WORDS = st.sampled_from(["i32", "lang", "tags", "flag", "ts", "f64", "'x'", "1", "2.5", "NULL",
-                                 "TRUE", "AND", "OR", "NOT", "IN", "(", ")", ",", "=", "<", "BETWEEN",
-                                 "IS", "array_contains", ":p", ":q", "-", "'2024-01-01'", "nums"])
+_SCHEMA_WORDS = st.sampled_from(["'\ud800'", "'é\x00'", "\"\udfff\"", "i32", "lang", "tags", "flag", "ts", "f64",
+                                 "'x'", "1", "2.5", "NULL", "TRUE", "AND", "OR", "NOT", "IN", "(", ")", ",", "=", "<",
+                                 "BETWEEN", "IS", "array_contains", ":p", ":q", "-", "'2024-01-01'", "nums"])
 
 
-_PARAM_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.floats(),
+_PARAM_VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.floats(), st.datetimes(),
                           st.lists(st.integers(), max_size=3))
 
 

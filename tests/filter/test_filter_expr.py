@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from filter_cases import SCHEMA, random_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from vecdb.errors import InvalidArgument
+from vecdb.filter import compile_filter
 from vecdb.filter.expr import (
     MAX_IN_VALUES,
     And,
@@ -100,6 +102,7 @@ def test_precedence() -> None:
         ("NOT", 3, "expected a condition, found the end of the filter"),
         ("   ", 0, "empty filter"),
         ("a = -b", 5, "expected a number after '-', found 'b'"),
+        ("a = 'x\ud800'", 6, "invalid character (a lone surrogate is not valid UTF-8)"),
     ],
 )
 def test_errors_carry_positions(text: str, position: int, reason: str) -> None:
@@ -155,7 +158,8 @@ def test_bind_params() -> None:
         bind_params(parse("a = :x"), {}, "a = :x")
     assert info.value.position == 4
     for bad, match in [({"x": float("nan")}, "not a finite number"), ({"x": object()}, "unsupported type"),
-                       ({"x": 2**70}, "int64 range"), ({"x": [1, 2]}, "unsupported type")]:
+                       ({"x": 2**70}, "int64 range"), ({"x": [1, 2]}, "unsupported type"),
+                       ({"x": "\udfff"}, "not valid UTF-8")]:
         with pytest.raises(FilterError, match=match):
             bind_params(parse("a = :x"), bad, "a = :x")
     with pytest.raises(FilterError, match="empty list"):
@@ -178,9 +182,10 @@ def test_tokenizer_keywords_are_case_insensitive() -> None:
     assert kinds == ["IDENT", "KW", "IDENT", "KW", "KW", "IDENT", "KW", "KW", "EOF"]
 
 
-_ALPHABET = st.sampled_from([*"ab_19 .-'\"():,=<>!", "AND", "OR", "NOT", "IN", "IS", "NULL",
-                                                              "BETWEEN", "array_contains", ":p", "\x00",
-                                                              "\ud800", "é", "1e999", "TRUE"])
+TABLE = random_table(50, seed=2)
+_ALPHABET = st.sampled_from([*"ab_19 .-'\"():,=<>!", "AND", "OR", "NOT", "IN", "IS", "NULL", "BETWEEN",
+                             "array_contains", ":p", "\x00", "\ud800", "é", "1e999", "TRUE", "i32", "lang",
+                             "'en'", "flag"])
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -192,3 +197,9 @@ def test_garbage_only_raises_invalid_argument(text: str) -> None:
     except InvalidArgument:
         return
     to_text(node)  # whatever parses must also render
+    try:  # and type-checking and evaluating it fails only with InvalidArgument too
+        compiled = compile_filter(text, SCHEMA)
+    except InvalidArgument:
+        return
+    assert compiled is not None
+    compiled.mask(TABLE)

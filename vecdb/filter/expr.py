@@ -470,6 +470,10 @@ def parse(text: object) -> Node:
         raise InvalidArgument(f"filter is {size} bytes long; the limit is {MAX_FILTER_BYTES}")
     if not text.strip():
         raise FilterError("empty filter", text, 0)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: Arrow strings must be valid UTF-8
+        raise FilterError("invalid character (a lone surrogate is not valid UTF-8)", text, exc.start) from None
     return _Parser(text).parse()
 
 
@@ -540,8 +544,14 @@ class _Binder:
             value = value.astype("datetime64[us]").item()  # type: ignore[attr-defined]
         elif hasattr(value, "item") and type(value).__module__ == "numpy":
             value = value.item()  # type: ignore[union-attr]
-        if value is None or isinstance(value, (bool, str)):
-            return value  # type: ignore[return-value]
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise FilterError(f"parameter :{name} is not valid UTF-8 text", self.text, pos) from None
+            return value
+        if value is None or isinstance(value, bool):
+            return value
         if isinstance(value, int):
             return _check_int(value, self.text, pos)
         if isinstance(value, float):

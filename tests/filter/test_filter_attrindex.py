@@ -28,7 +28,7 @@ def _both(text: str, table_no: int, bitmaps: int) -> tuple[np.ndarray, np.ndarra
     return compiled.mask(table), compiled.mask(table, index=INDEXES[(table_no, bitmaps)])
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(filters(max_leaves=8), st.integers(0, len(TABLES) - 1), st.sampled_from([0, 1024]))
 def test_index_masks_equal_plain_masks(text: str, table_no: int, bitmaps: int) -> None:
     plain, indexed = _both(text, table_no, bitmaps)

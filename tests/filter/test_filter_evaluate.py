@@ -207,7 +207,7 @@ def test_int32_column_stored_as_int64_is_cast() -> None:
         compiled.mask(bad)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(filters(), st.sampled_from([TABLE, WIDE]))
 def test_random_filters_match_oracle(text: str, table: pa.Table) -> None:
     mask = _check(text, table)

@@ -188,7 +188,7 @@ _ALPHABET = st.sampled_from([*"ab_19 .-'\"():,=<>!", "AND", "OR", "NOT", "IN", "
                              "'en'", "flag"])
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=60), st.lists(_ALPHABET, max_size=30).map(" ".join),
                  st.lists(_ALPHABET, max_size=30).map("".join)))
 def test_garbage_only_raises_invalid_argument(text: str) -> None:

@@ -19,7 +19,7 @@ def test_cli_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     result = CliRunner().invoke(bench, [
         "--dataset", "random-1500x8-euclidean", "--index", "Flat", "--baseline", "faiss:HNSW8,Flat",
         "--sweep", "ef=8,48", "--k", "5", "--limit-queries", "40", "--out", str(out), "--quiet",
-        "--name", "cli",
+        "--name", "cli", "--clock", "both",
     ])
     assert result.exit_code == 0, result.output
     jsonl = next(out.glob("bench-cli-*.jsonl"))
@@ -27,6 +27,8 @@ def test_cli_run_writes_json_table_and_plot(tmp_path: Path) -> None:
     assert [r["algorithm"] for r in rows] == ["vecdb(Flat)", "faiss(HNSW8)", "faiss(HNSW8)", "faiss(Flat)"]
     assert all(r["k"] == 5 and r["n_test"] == 40 for r in rows)
     assert jsonl.with_suffix(".png").exists() and "QPS@0.95" in jsonl.with_suffix(".md").read_text()
+    assert "QPS by process CPU time" in (out / (jsonl.stem + "-cpu.md")).read_text()
+    assert (out / (jsonl.stem + "-cpu.png")).exists()
     again = CliRunner().invoke(bench, ["--report-only", str(jsonl)])
     assert again.exit_code == 0 and "vecdb / best baseline" in again.output
 

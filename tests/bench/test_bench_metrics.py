@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vecdb.bench.metrics import latency_stats, pareto_frontier, qps_at_recall, recall_per_query
-from vecdb.bench.summary import markdown, ratios, system_table
+from vecdb.bench.summary import markdown, ratios, select_clock, system_table
 
 
 def test_recall_counts_ties_within_epsilon() -> None:
@@ -52,3 +52,13 @@ def test_summary_ratio_is_vecdb_over_best_baseline() -> None:
     assert r[0.99] == pytest.approx(1000 / 100)
     text = markdown(rows)
     assert "**1.20x**" in text and "| faiss(Flat) |" in text
+
+
+def test_select_clock_swaps_in_cpu_qps() -> None:
+    rows = [{**_row("vecdb", "v", 0.99, 100), "qps_cpu": 400}, {**_row("vecdb-grpc", "g", 0.99, 50), "qps_cpu": None}]
+    cpu = select_clock(rows, "cpu")
+    assert [(r["algorithm"], r["qps"]) for r in cpu] == [("v", 400)]
+    assert select_clock(rows, "wall") is rows
+    assert "process CPU time" in markdown(cpu)
+    with pytest.raises(ValueError, match="clock"):
+        select_clock(rows, "tsc")

@@ -46,7 +46,8 @@ def test_smoke_pipeline(tmp_path: Path, tiny_file: str) -> None:
         if HAS_HNSWLIB:
             assert by[("hnswlib(M8)", '{"ef": 64}', mode)]["recall"] >= 0.9
     row = rows[0]
-    for key in ("qps", "p50_ms", "p95_ms", "p99_ms", "build_s", "index_bytes", "n_train", "machine"):
+    for key in ("qps", "qps_cpu", "cpu_seconds", "p50_ms", "p95_ms", "p99_ms", "build_s", "index_bytes",
+                "n_train", "machine"):
         assert key in row
     assert row["machine"]["versions"]["numpy"] and row["pinned"]["threads"] == 1
     assert row["n_test"] == 100 and row["dim"] == 16

@@ -62,15 +62,22 @@ def build_config(dataset: str, indexes: tuple[str, ...], baselines: tuple[str, .
     return BenchConfig(dataset=dataset, groups=groups, **fields)
 
 
-def report(path: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
-    """Write ``<stem>.md`` (summary tables) and ``<stem>.png`` (Pareto plot) beside the JSON lines."""
-    from vecdb.bench.plot import pareto_plot
-    from vecdb.bench.summary import markdown
+def report(path: Path, rows: list[dict[str, Any]], clock: str = "wall") -> tuple[Path, Path]:
+    """Write ``<stem>.md`` (summary tables) and ``<stem>.png`` (Pareto plot) beside the JSON lines.
 
+    With ``clock="cpu"`` they are ``<stem>-cpu.md`` / ``.png``, QPS by process CPU time.
+    """
+    from vecdb.bench.plot import pareto_plot
+    from vecdb.bench.summary import markdown, select_clock
+
+    rows = select_clock(rows, clock)
+    if not rows:
+        raise click.ClickException(f"{path}: no rows with a {clock} QPS")
+    stem = path.with_suffix("") if clock == "wall" else path.with_name(path.stem + "-cpu")
     table = markdown(rows)
-    md = path.with_suffix(".md")
+    md = stem.with_suffix(".md")
     md.write_text(table)
-    png = pareto_plot(rows, path.with_suffix(".png"))
+    png = pareto_plot(rows, stem.with_suffix(".png"))
     click.echo(table)
     click.echo(f"results: {path}\ntable:   {md}\nplot:    {png}")
     return md, png
@@ -107,15 +114,20 @@ def report(path: Path, rows: list[dict[str, Any]]) -> tuple[Path, Path]:
 @click.option("--suite", type=click.Path(exists=True, path_type=Path), help="run bench/suites/NAME.yml")
 @click.option("--report-only", "report_only", type=click.Path(exists=True, path_type=Path),
               help="re-draw the table and plot of an existing .jsonl")
+@click.option("--clock", type=click.Choice(["wall", "cpu", "both"]), default="wall", show_default=True,
+              help="QPS in the table/plot by wall clock, by process CPU time (fair on a loaded machine), or both")
 @click.option("--quiet", is_flag=True, help="no progress bars")
 def bench(dataset: str | None, indexes: tuple[str, ...], sweep: tuple[str, ...], build_arg: tuple[str, ...],
           k: int, threads: int, build_threads: int | None, batch: bool, mode: str | None, runs: int,
           baselines: tuple[str, ...], grpc: str | None, filter_: str | None, selectivity: float | None,
           metric: str | None, limit_train: int | None, limit_queries: int | None, data_dir: str | None,
-          out: Path, name: str | None, suite: Path | None, report_only: Path | None, quiet: bool) -> None:
+          out: Path, name: str | None, suite: Path | None, report_only: Path | None, clock: str,
+          quiet: bool) -> None:
     """Measure recall@k and QPS of vecdb and baselines; write JSON lines, a table and a Pareto plot."""
+    clocks = ("wall", "cpu") if clock == "both" else (clock,)
     if report_only is not None:
-        report(report_only, read_rows(report_only))
+        for c in clocks:
+            report(report_only, read_rows(report_only), c)
         return
     modes = ("single", "batch") if mode == "both" else (mode,) if mode else ("batch" if batch else "single",)
     common: dict[str, Any] = {
@@ -124,7 +136,7 @@ def bench(dataset: str | None, indexes: tuple[str, ...], sweep: tuple[str, ...],
         "selectivity": selectivity, "data_dir": data_dir, "out": out, "name": name, "progress": not quiet,
     }
     if suite is not None:
-        _run_suite(suite, dataset, common)
+        _run_suite(suite, dataset, common, clocks)
         return
     if not dataset:
         raise click.UsageError("give --dataset (or --suite)")
@@ -133,10 +145,11 @@ def bench(dataset: str | None, indexes: tuple[str, ...], sweep: tuple[str, ...],
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     path, rows = run_bench(cfg)
-    report(path, rows)
+    for c in clocks:
+        report(path, rows, c)
 
 
-def _run_suite(path: Path, dataset: str | None, common: dict[str, Any]) -> None:
+def _run_suite(path: Path, dataset: str | None, common: dict[str, Any], clocks: tuple[str, ...]) -> None:
     from vecdb.bench.suites import load_suite, run_script, suite_configs
 
     suite = load_suite(path)
@@ -152,7 +165,8 @@ def _run_suite(path: Path, dataset: str | None, common: dict[str, Any]) -> None:
         suite = {**suite, "dataset": dataset}
     for cfg in suite_configs(suite, **overrides):
         result_path, rows = run_bench(cfg)
-        report(result_path, rows)
+        for c in clocks:
+            report(result_path, rows, c)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def pareto_plot(rows: list[dict[str, Any]], path: str | Path, title: str | None 
     ax.set_xticks([*ticks, _RECALL_CAP], [f"{t:g}" for t in ticks] + ["1.0"])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel(f"recall@{rows[0]['k']} (logit scale; 1.0 drawn at {_RECALL_CAP})")
-    ax.set_ylabel("queries per second (log scale)")
+    clock = " by process CPU time" if rows[0].get("clock") == "cpu" else ""
+    ax.set_ylabel(f"queries per second{clock} (log scale)")
     ax.grid(True, which="both", alpha=0.3)
     first = rows[0]
     ax.set_title(title or f"{first['dataset']} ({first['n_train']:,} x {first['dim']}, {first['metric']}), "

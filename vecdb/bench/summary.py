@@ -27,13 +27,30 @@ def _group(rows: list[dict[str, Any]], key: str) -> dict[tuple[str, int, str], l
     return out
 
 
+CLOCKS = ("wall", "cpu")
+
+
+def select_clock(rows: list[dict[str, Any]], clock: str) -> list[dict[str, Any]]:
+    """Rows whose ``qps`` is by the chosen clock: ``wall`` as measured, or ``cpu`` (process CPU time).
+
+    The CPU clock keeps comparisons fair on a machine shared with other jobs; rows without a CPU
+    figure (gRPC work happens in another process, or old files) are dropped for ``cpu``.
+    """
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+    if clock == "wall":
+        return rows
+    return [{**r, "qps": r["qps_cpu"], "clock": "cpu"} for r in rows if r.get("qps_cpu")]
+
+
 def _provenance(row: dict[str, Any]) -> str:
     """Where and when: the line that makes a table checkable."""
     machine = row.get("machine") or {}
     simd = (machine.get("simd") or {}).get("simd_level", "?")
     commit = (machine.get("commit") or "?")[:12] + ("-dirty" if str(machine.get("commit")).endswith("dirty") else "")
+    clock = "process CPU time" if row.get("clock") == "cpu" else "wall clock"
     return (f"measured {row.get('time', '?')} on {machine.get('cpu', '?')} ({machine.get('cores', '?')} cores, "
-            f"SIMD {simd}), vecdb commit {commit}, best of {row.get('runs', 1)} run(s)")
+            f"SIMD {simd}), vecdb commit {commit}, best of {row.get('runs', 1)} run(s), QPS by {clock}")
 
 
 def at_thresholds(rows: list[dict[str, Any]]) -> dict[float, float | None]:

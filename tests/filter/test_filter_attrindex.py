@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from filter_cases import SCHEMA, filters, random_table
 from hypothesis import HealthCheck, given, settings
@@ -174,6 +175,15 @@ def test_memory_accounting_and_errors() -> None:
     assert high.bitmaps is None and high.cardinality == n
     assert low.nbytes == 8 * n + 4 * n // 8 + 4 * 8 + 5 * 8  # order+codes, bitmaps, uniques, bounds
     assert index.nbytes == low.nbytes + high.nbytes
+    assert AttributeIndex.estimate_nbytes(n, 4, bitmap_max_values=8) == low.nbytes
+    assert AttributeIndex.estimate_nbytes(n, n, bitmap_max_values=8) == high.nbytes
+    tags = INDEXES[(0, 0)].fields["tags"]
+    table0 = TABLES[0]
+    elements = len(pc.list_flatten(table0.column("tags")).drop_null())
+    text = sum(len(v) for v in tags.uniques.to_pylist())
+    estimate = AttributeIndex.estimate_nbytes(table0.num_rows, tags.cardinality, elements=elements,
+                                              null_rows=table0.column("tags").null_count, unique_bytes=4)
+    assert estimate + text + 4 == tags.nbytes
     segment = table.append_column("id", pa.array(np.arange(n))).append_column("vector", pa.array([[0.0]] * n))
     assert set(AttributeIndex.build(segment).fields) == {"low", "high"}
     with pytest.raises(InvalidArgument, match="unknown attribute 'nope'"):

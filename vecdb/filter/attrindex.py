@@ -317,6 +317,21 @@ class AttributeIndex:
         """Heap bytes of all field indexes."""
         return sum(f.nbytes for f in self.fields.values())
 
+    @staticmethod
+    def estimate_nbytes(num_rows: int, cardinality: int, *, elements: int | None = None,
+                        null_rows: int = 0, unique_bytes: int = 8,
+                        bitmap_max_values: int = BITMAP_MAX_VALUES) -> int:
+        """Bytes one field's index will hold, before building it (for memory budgets).
+
+        ``elements``: total list elements for a list field (None for a scalar field);
+        ``unique_bytes``: bytes per distinct value (8 for numbers; 4 + mean length for strings).
+        """
+        fixed = 8 * (cardinality + 1) + unique_bytes * cardinality + 4 * null_rows
+        if elements is not None:
+            return fixed + 4 * elements
+        bitmaps = cardinality * ((num_rows + 7) // 8) if 0 < cardinality <= bitmap_max_values else 0
+        return fixed + 8 * num_rows + bitmaps
+
     # ------------------------------------------------------------------------------ persistence
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -22,7 +22,7 @@ from vecdb.engine.records import RecordKind, decode_delete, decode_upsert, encod
 from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_state
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.store import CollectionStore
-from vecdb.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from vecdb.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
 from vecdb.filter.schema import coerce_attributes, parse_schema
 from vecdb.storage.memtable import MemTable
 from vecdb.types import SearchResult
@@ -182,7 +182,14 @@ class Collection:
     def _log_and_apply(self, kind: RecordKind, payload: Any, apply: Any) -> Any:
         if self._closed:
             raise FailedPrecondition(f"collection {self.name!r} is closed")
-        lsn = self._store.wal.append(int(kind), payload)  # durable on return; fsyncs shared
+        wal = self._store.wal
+        try:
+            lsn = wal.append(int(kind), payload)  # durable on return; fsyncs shared
+        except ResourceExhausted:
+            # Disk full: nothing was acknowledged and the log cut back its partial frame. The log
+            # refuses further appends until reopened; reopen it now so writes resume once space returns.
+            self._reopen_wal(wal)
+            raise
         with self._cond:
             # Apply in LSN order so memory always equals a replay of the log.
             if not self._cond.wait_for(lambda: self._applied_lsn >= lsn - 1, timeout=APPLY_TIMEOUT_S):
@@ -193,6 +200,17 @@ class Collection:
                 self._applied_lsn = max(self._applied_lsn, lsn)
                 self._cond.notify_all()
                 self._store.maybe_seal()
+
+    def _reopen_wal(self, failed: Any) -> None:
+        with self._cond:
+            if self._store.wal is not failed or self._closed:
+                return  # another writer already reopened it
+            # Let every append that did become durable apply first, so none is applied twice.
+            self._cond.wait_for(lambda: self._applied_lsn >= failed.durable_lsn, timeout=APPLY_TIMEOUT_S)
+            for record in self._store.reopen_wal(after_lsn=self._applied_lsn):
+                self._apply_record(record.kind, record.payload, f"{self._store.wal_dir} lsn {record.lsn}")
+                self._applied_lsn = record.lsn
+            self._invalidate()
 
     def _apply_upsert(self, table: pa.Table) -> int:
         ids = table.column("id").to_numpy()

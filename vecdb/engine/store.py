@@ -73,6 +73,15 @@ class CollectionStore:
         self._closing = False
         self.indexes: IndexBuilder | None = None
 
+    def reopen_wal(self, after_lsn: int) -> Any:
+        """Replace a poisoned WAL with a freshly recovered one; yields records past ``after_lsn``."""
+        try:
+            self.wal.close()
+        except Exception:  # a poisoned log may fail to close cleanly; its files are what matter
+            log.warning("closing the poisoned WAL of %r failed", self.name, exc_info=True)
+        self.wal = WriteAheadLog(self.wal_dir, self.io)
+        return self.wal.recover(after_lsn=after_lsn)
+
     def attach(self, collection: Collection) -> None:
         self._col = collection
         self.indexes = IndexBuilder(collection, self)

@@ -40,13 +40,14 @@ from vecdb.types import METRIC_CODES, check_metric
 FORMAT_VERSION = 1
 DEFAULTS: dict[str, Any] = {
     "branching": 16,  # children per split: 16 keeps the tree 3-4 levels deep at 10^5 rows
-    "leaf_size": 64,  # rows per leaf at build time, at most
+    "leaf_size": 128,  # rows per leaf at build time, at most: centroids cost d * 4 / leaf_size bytes a row
     "split_factor": 4,  # a leaf grown by inserts past split_factor * leaf_size rows is split
     "exact_threshold": 1024,  # tenants with at most this many rows are scanned exactly
     "seed": 0,
 }
 DEFAULT_NPROBE = 8  # leaves a search opens at least
 DEFAULT_EF = 256  # rows a search scores at least (raised to k)
+DEFAULT_BEAM = 16  # internal nodes expanded per tree level (at least nprobe)
 _EMPTY_I32 = np.zeros(0, dtype=np.int32)
 _EMPTY_U32 = np.zeros(0, dtype=np.uint32)
 _ZERO_START = np.zeros(1, dtype=np.int32)
@@ -57,19 +58,29 @@ RowTenants = Sequence[Sequence[str]] | tuple[np.ndarray, np.ndarray, Sequence[st
 class _SubTree:
     """One tenant's sub-tree: sorted node ids, per-node row ranges, rows grouped by leaf."""
 
-    __slots__ = ("nodes", "rows", "start")
+    __slots__ = ("leaves", "nodes", "rows", "start")
 
-    def __init__(self, nodes: np.ndarray, start: np.ndarray, rows: np.ndarray) -> None:
+    def __init__(self, nodes: np.ndarray, start: np.ndarray, rows: np.ndarray, leaves: int) -> None:
         self.nodes = nodes  # (s,) int32
         self.start = start  # (s+1,) int32
         self.rows = rows  # (r,) uint32
+        self.leaves = leaves  # nodes of the sub-tree that are leaves of the tree
+
+    def beam(self, beam: int, nprobe: int, ef: int) -> int:
+        """Internal nodes to expand per level so that the collected leaves can hold ``ef`` of the
+        tenant's rows: a tenant with few rows per leaf needs many leaves, hence a wider beam."""
+        if self.rows.shape[0] == 0:
+            return beam
+        leaves_needed = max(nprobe, -(-ef * self.leaves // self.rows.shape[0]))
+        per_inner = max(1, self.leaves // max(1, self.nodes.shape[0] - self.leaves))
+        return max(beam, -(-leaves_needed // per_inner))
 
     @property
     def nbytes(self) -> int:
         return int(self.nodes.nbytes + self.start.nbytes + self.rows.nbytes)
 
 
-_EMPTY_TREE = _SubTree(_EMPTY_I32, _ZERO_START, _EMPTY_U32)
+_EMPTY_TREE = _SubTree(_EMPTY_I32, _ZERO_START, _EMPTY_U32, 0)
 
 
 def parse_config(config: Mapping[str, Any] | None) -> dict[str, int]:
@@ -183,6 +194,7 @@ class TenantIndex:
             raise ValueError(f"k must be >= 1, got {k}")
         nprobe = positive_int(params, "nprobe", DEFAULT_NPROBE)
         ef = max(positive_int(params, "ef", DEFAULT_EF), k)
+        beam = positive_int(params, "beam", DEFAULT_BEAM)
         mask, filtered = check_mask(allowed)
         nq = qs.shape[0]
         out_i = np.full((nq, k), -1, dtype=np.int64)
@@ -191,6 +203,7 @@ class TenantIndex:
         scored = np.zeros(nq, dtype=np.int64)
         tree = self.trees[self.ids[tenant]] if tenant in self.ids else _EMPTY_TREE
         exact = bool(params.get("exact")) or tree.rows.shape[0] <= self.cfg["exact_threshold"]
+        beam = tree.beam(beam, nprobe, ef)
         route = unit_rows(qs) if self.metric == "cosine" else qs
         vecs = self._vectors
         for t in range(nq):
@@ -200,7 +213,7 @@ class TenantIndex:
             else:
                 size, leaves[t], scored[t] = tk.tenant_search_into(
                     qs[t], route[t], vecs, self.centroids, self.first_child, self.n_children, tree.nodes,
-                    tree.start, tree.rows, self._code, self._route_code, mask, filtered, nprobe, ef, hd, hk)
+                    tree.start, tree.rows, self._code, self._route_code, mask, filtered, beam, nprobe, ef, hd, hk)
             _sort_heap(hd, hk, size)
         stats = {"plan": "tenant-exact" if exact else "tenant-tree", "leaves": leaves.tolist(),
                  "candidates_scored": scored.tolist()}
@@ -378,7 +391,7 @@ class TenantIndex:
         members = np.flatnonzero(self.row_leaf == leaf)
         x = self._vectors[members]
         space = unit_rows(x) if self.metric == "cosine" else x
-        labels, cents = _split(space, self.cfg["branching"], self.cfg["seed"] + leaf)
+        labels, cents = _split(space, _fanout(members.shape[0], self.cfg), self.cfg["seed"] + leaf)
         if cents.shape[0] < 2:
             return  # identical rows: nothing to split
         first = self.centroids.shape[0]
@@ -410,6 +423,7 @@ def _sub_tree(rows: np.ndarray, row_leaf: np.ndarray, parent: np.ndarray) -> _Su
     order = np.lexsort((rows, leaves))
     grouped, leaves = rows[order].astype(np.uint32), leaves[order]
     nodes = np.unique(leaves)
+    n_leaves = int(nodes.shape[0])
     level = nodes
     parts = [nodes]
     while level.size:  # walk up: every ancestor of a leaf the tenant uses is in its sub-tree
@@ -421,7 +435,14 @@ def _sub_tree(rows: np.ndarray, row_leaf: np.ndarray, parent: np.ndarray) -> _Su
     # internal nodes never appear in ``leaves``, so their range is empty
     start[:-1] = np.searchsorted(leaves, nodes, side="left")
     start[-1] = grouped.shape[0]
-    return _SubTree(nodes, start, grouped)
+    return _SubTree(nodes, start, grouped, n_leaves)
+
+
+def _fanout(rows: int, cfg: dict[str, int]) -> int:
+    """Children for a node of ``rows`` rows: enough for leaf-sized children, at most ``branching``
+    (a node just over the leaf size splits in two, not into ``branching`` tiny leaves whose
+    centroids would cost more memory than the rows they route to)."""
+    return max(2, min(cfg["branching"], -(-rows // cfg["leaf_size"])))
 
 
 def _split(space: np.ndarray, branching: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -450,7 +471,7 @@ def _build_tree(space: np.ndarray, cfg: dict[str, int]) -> tuple[np.ndarray, ...
         if members.shape[0] <= cfg["leaf_size"]:
             row_leaf[members] = node
             continue
-        labels, sub = _split(space[members], cfg["branching"], cfg["seed"] + node)
+        labels, sub = _split(space[members], _fanout(members.shape[0], cfg), cfg["seed"] + node)
         if sub.shape[0] < 2:
             row_leaf[members] = node
             continue

@@ -30,46 +30,6 @@ def _lower_bound(a: np.ndarray, lo: int, hi: int, value: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _min_push(hd: np.ndarray, hk: np.ndarray, size: int, d: float, key: int) -> int:
-    """Push (d, key) on an unbounded (capacity len(hd)) min-heap; returns the new size."""
-    pos = size
-    while pos > 0:
-        parent = (pos - 1) >> 1
-        if hd[parent] <= d:
-            break
-        hd[pos] = hd[parent]
-        hk[pos] = hk[parent]
-        pos = parent
-    hd[pos] = d
-    hk[pos] = key
-    return size + 1
-
-
-@njit(cache=True, nogil=True)
-def _min_pop(hd: np.ndarray, hk: np.ndarray, size: int) -> int:
-    """Remove the root of a min-heap of ``size`` entries (read hd[0], hk[0] first); new size."""
-    size -= 1
-    d = hd[size]
-    key = hk[size]
-    pos = 0
-    while True:
-        child = 2 * pos + 1
-        if child >= size:
-            break
-        if child + 1 < size and hd[child + 1] < hd[child]:
-            child += 1
-        if hd[child] >= d:
-            break
-        hd[pos] = hd[child]
-        hk[pos] = hk[child]
-        pos = child
-    if size > 0:
-        hd[pos] = d
-        hk[pos] = key
-    return size
-
-
-@njit(cache=True, nogil=True)
 def _score_range(
     query: np.ndarray, vectors: np.ndarray, t_rows: np.ndarray, lo: int, hi: int, metric: int,
     mask: np.ndarray, filtered: bool, out_d: np.ndarray, out_i: np.ndarray, size: int,
@@ -101,41 +61,70 @@ def tenant_search_into(
     query: np.ndarray, route: np.ndarray, vectors: np.ndarray, centroids: np.ndarray,
     first_child: np.ndarray, n_children: np.ndarray, t_nodes: np.ndarray, t_start: np.ndarray,
     t_rows: np.ndarray, metric: int, route_metric: int, mask: np.ndarray, filtered: bool,
-    nprobe: int, ef: int, out_d: np.ndarray, out_i: np.ndarray,
+    beam: int, nprobe: int, ef: int, out_d: np.ndarray, out_i: np.ndarray,
 ) -> tuple[int, int, int]:
-    """Best-first descent of one tenant's sub-tree (nodes ordered by centroid distance of ``route``,
-    the query in routing space); scores the tenant's rows of each leaf reached with ``query``
-    against ``vectors`` (n, d). Stops once ``nprobe`` leaves were opened and ``ef`` rows scored.
-    out_d/out_i: (k,) result heap. -> (heap size, leaves opened, rows scored)."""
+    """Descend one tenant's sub-tree level by level, expanding the ``beam`` internal nodes whose
+    centroids are nearest to ``route`` (the query in routing space) and collecting every leaf met;
+    then open the collected leaves nearest first, scoring the tenant's rows in them with ``query``
+    against ``vectors`` (n, d), until ``nprobe`` leaves were opened and ``ef`` rows scored.
+    A level-wise beam, not one best-first heap: centroids of big internal nodes lie nearer the
+    data's middle than leaf centroids, so a single heap would drain one branch's leaves before it
+    looked at the next branch. out_d/out_i: (k,) result heap. -> (heap size, leaves, rows scored)."""
     s = t_nodes.shape[0]
     if s == 0:
         return 0, 0, 0
-    hd = np.empty(s, dtype=np.float32)
-    hk = np.empty(s, dtype=np.int64)
-    # t_nodes[0] is the root (node 0): every non-empty sub-tree contains it.
-    hsize = _min_push(hd, hk, 0, np.float32(0.0), 0)
+    cur = np.empty(s, dtype=np.int64)
+    nxt_d = np.empty(s, dtype=np.float32)
+    nxt_j = np.empty(s, dtype=np.int64)
+    leaf_d = np.empty(s, dtype=np.float32)
+    leaf_j = np.empty(s, dtype=np.int64)
+    cur[0] = 0  # t_nodes[0] is the root (node 0): every non-empty sub-tree contains it
+    ncur = 1
+    nleaf = 0
+    if n_children[0] == 0:
+        leaf_d[0] = 0.0
+        leaf_j[0] = 0
+        nleaf = 1
+        ncur = 0
+    while ncur > 0:
+        nnext = 0
+        for a in range(ncur):
+            j = cur[a]
+            node = t_nodes[j]
+            fc = first_child[node]
+            lo = _lower_bound(t_nodes, j + 1, s, fc)
+            hi = _lower_bound(t_nodes, lo, s, fc + n_children[node])
+            for c in range(lo, hi):
+                d = distance_f32(route, centroids[t_nodes[c]], route_metric)
+                if n_children[t_nodes[c]] == 0:
+                    leaf_d[nleaf] = d
+                    leaf_j[nleaf] = c
+                    nleaf += 1
+                else:
+                    nxt_d[nnext] = d
+                    nxt_j[nnext] = c
+                    nnext += 1
+        if nnext <= beam:
+            for a in range(nnext):
+                cur[a] = nxt_j[a]
+            ncur = nnext
+        else:
+            order = np.argsort(nxt_d[:nnext])
+            for a in range(beam):
+                cur[a] = nxt_j[order[a]]
+            ncur = beam
+    order = np.argsort(leaf_d[:nleaf])
     size = 0
     leaves = 0
     scored = 0
-    while hsize > 0:
-        j = hk[0]
-        hsize = _min_pop(hd, hk, hsize)
-        node = t_nodes[j]
-        nc = n_children[node]
-        if nc == 0:
-            size, got = _score_range(query, vectors, t_rows, t_start[j], t_start[j + 1], metric, mask,
-                                     filtered, out_d, out_i, size)
-            scored += got
-            leaves += 1
-            if leaves >= nprobe and scored >= ef:
-                break
-            continue
-        fc = first_child[node]
-        lo = _lower_bound(t_nodes, j + 1, s, fc)
-        hi = _lower_bound(t_nodes, lo, s, fc + nc)
-        for c in range(lo, hi):
-            d = distance_f32(route, centroids[t_nodes[c]], route_metric)
-            hsize = _min_push(hd, hk, hsize, d, c)
+    for a in range(nleaf):
+        j = leaf_j[order[a]]
+        size, got = _score_range(query, vectors, t_rows, t_start[j], t_start[j + 1], metric, mask, filtered,
+                                 out_d, out_i, size)
+        scored += got
+        leaves += 1
+        if leaves >= nprobe and scored >= ef:
+            break
     return size, leaves, scored
 
 

@@ -80,8 +80,12 @@ def test_coerce_none_table_and_pandas() -> None:
         "ts": pd.to_datetime(["2020-01-01 01:00", None]).tz_localize("Europe/Paris"),
         "tags": [["x"], None],
     })
+    frame["lang"] = frame["lang"].astype("category")
+    frame["n"] = pd.array([7, None], dtype="Int64")  # pandas' nullable integers
     table = coerce_attributes(frame, SCHEMA, 2)
     assert table.column("year").to_pylist() == [2019, None]
+    assert table.column("lang").to_pylist() == ["a", None]
+    assert table.column("n").to_pylist() == [7, None]
     assert table.column("ts").to_pylist() == [dt.datetime(2020, 1, 1, 0, 0, tzinfo=UTC), None]
     assert table.column("tags").to_pylist() == [["x"], None]
 

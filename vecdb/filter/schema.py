@@ -139,6 +139,8 @@ def _to_arrow(field: pa.Field, values: object) -> pa.Array:
             arr = _from_python(field.type, values)
         else:
             raise InvalidArgument(f"attribute column {field.name!r} must be a sequence of values")
+        if pa.types.is_dictionary(arr.type):  # pandas categoricals, dictionary-encoded Arrow columns
+            arr = arr.dictionary_decode()
         if pa.types.is_timestamp(field.type) and (pa.types.is_string(arr.type) or arr.type == pa.null()):
             arr = _timestamps(arr.to_pylist())
         if pa.types.is_floating(arr.type) and pa.types.is_integer(field.type):

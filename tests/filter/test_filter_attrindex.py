@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from filter_cases import SCHEMA, filters, random_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.filter.filter_cases import SCHEMA, filters, random_table
 from vecdb.errors import DataLoss, InvalidArgument
 from vecdb.filter import coerce_attributes, compile_filter, parse_schema
 from vecdb.filter.attrindex import SPARSE_DIVISOR, AttributeIndex

@@ -7,10 +7,10 @@ import datetime as dt
 import numpy as np
 import pyarrow as pa
 import pytest
-from filter_cases import SCHEMA, filters, oracle_mask, random_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.filter.filter_cases import SCHEMA, filters, oracle_mask, random_table
 from vecdb.errors import InvalidArgument
 from vecdb.filter import compile_filter, estimate_selectivity, parse_schema
 from vecdb.filter.expr import FilterError

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from filter_cases import SCHEMA, random_table
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.filter.filter_cases import SCHEMA, random_table
 from vecdb.errors import InvalidArgument
 from vecdb.filter import compile_filter
 from vecdb.filter.expr import (

@@ -94,7 +94,8 @@ def unpack_bits(codes: np.ndarray, dim: int) -> np.ndarray:
 
 def _popcount(words: np.ndarray) -> np.ndarray:
     as_bytes = np.ascontiguousarray(words).view(np.uint8)
-    counts = np.unpackbits(as_bytes, axis=-1).reshape(*words.shape[:-1], -1).sum(-1)
+    # An explicit last dimension (not -1): reshaping an empty batch cannot infer one.
+    counts = np.unpackbits(as_bytes, axis=-1).reshape(*words.shape[:-1], words.shape[-1] * 64).sum(-1)
     return counts.astype(np.int64)
 
 

@@ -156,7 +156,7 @@ def test_params() -> None:
         ("flag < TRUE", 5, "bool field 'flag' supports only = and !="),
         ("flag = 1", 7, "cannot compare bool field 'flag' with an integer"),
         ("lang", 0, "cannot compare string field 'lang' with a boolean"),
-        ("array_contains(lang, 'x')", 15, "array_contains needs a list field"),
+        ("array_contains(lang, 'x')", 15, "array_contains needs a list<string> or list<int64> field"),
         ("array_contains(tags, 1)", 21, "cannot compare string field 'tags' with an integer"),
         ("array_contains(tags, NULL)", 21, "array_contains with NULL is never true"),
         ("tags = 'a'", 0, "does not apply to list field 'tags'; use array_contains"),

@@ -209,8 +209,9 @@ class _Checker:
             return IsNull(f, node.negated, node.pos)
         assert isinstance(node, ArrayContains)
         t = self.field_type(node.field)
-        if kind_of(t) != "list":
-            raise self.fail(f"array_contains needs a list field; {node.field.name!r} is {t}", node.field.pos)
+        if kind_of(t) != "list" or str(t.value_type) not in _LIST_CONTAINS:
+            raise self.fail(f"array_contains needs a list<string> or list<int64> field; {node.field.name!r} "
+                            f"is {t}", node.field.pos)
         elem = Field(node.field.name, node.field.pos)
         value = self.literal(node.value, elem, t.value_type, "array_contains")  # type: ignore[arg-type]
         return ArrayContains(node.field, value, node.pos)
@@ -244,8 +245,8 @@ class _Checker:
             k1, k2 = kind_of(t), kind_of(t2)
             if k1 != k2 and {k1, k2} != {"int", "float"}:
                 raise self.fail(
-                    f"cannot compare {_KIND_NAMES[k1]} field {f.name!r} with {_KIND_NAMES[k2]} field "
-                    f"{right.name!r}", node.pos)
+                    f"cannot compare {_KIND_NAMES.get(k1, k1)} field {f.name!r} with "
+                    f"{_KIND_NAMES.get(k2, k2)} field {right.name!r}", node.pos)
             return Compare(op, f, right, node.pos)
         return Compare(op, f, self.literal(right, f, t, f"'{node.op}'"), node.pos)  # type: ignore[arg-type]
 

@@ -409,7 +409,8 @@ def lower(node: Node, get: Getter, schema: pa.Schema) -> Any:
         x = get(name)
         hit = pc.is_in(x, value_set=value_set(node.values, schema.field(name).type))  # type: ignore[arg-type]
         # is_in says false for a NULL row; SQL says unknown, which matters under NOT.
-        result = pc.if_else(pc.is_valid(x), hit, _NULL_BOOL)
+        has_nulls = isinstance(x, pc.Expression) or x.null_count > 0
+        result = pc.if_else(pc.is_valid(x), hit, _NULL_BOOL) if has_nulls else hit
         return pc.invert(result) if node.negated else result
     assert isinstance(node, ArrayContains)
     elem = schema.field(node.field.name).type.value_type

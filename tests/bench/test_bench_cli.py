@@ -61,6 +61,7 @@ def test_committed_suites_are_valid(path: Path) -> None:
     suite = load_suite(path)
     if "script" in suite:
         assert suite["script"].startswith("bench/") and suite["script"].endswith(".py")
+        assert (SUITES.parents[1] / suite["script"]).exists(), f"{path.name} names a missing script"
         return
     configs = suite_configs(suite, out=Path("x"))
     assert configs and all(c.groups for c in configs)

@@ -17,7 +17,9 @@ import numpy as np
 
 from vecdb.config import config_to_dict
 from vecdb.errors import DataLoss, FailedPrecondition
+from vecdb.filter.attrindex import AttributeIndex
 from vecdb.storage.arrayfile import read_array_file, write_array_file
+from vecdb.storage.crashpoints import crash_point
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -127,8 +129,49 @@ class IndexBuilder:
         return {"rows": seg.num_rows, "config": config_to_dict(self.col.index), "metric": self.col.metric,
                 "segment_checksum": seg.checksum, "quantizer_id": self.quantizer_id}
 
+    # ------------------------------------------------------------------ attribute indexes
+
+    def _attributes_wanted(self, seg: SealedSegment) -> bool:
+        return seg.num_rows >= self.store.options.index_min_rows and seg.table.num_columns > 2
+
+    def _attributes_path(self, seg: SealedSegment) -> Path:
+        return self.store.layout.sidecar_path(self.col.name, seg.seg_id, "attrs.idx")
+
+    def _load_attributes(self, seg: SealedSegment) -> bool:
+        if seg.attr_index is not None or not self._attributes_wanted(seg):
+            return True
+        path = self._attributes_path(seg)
+        if not path.exists():
+            return False
+        try:
+            meta, arrays = read_array_file(path)
+            if meta.get("segment_checksum") != seg.checksum or meta.get("rows") != seg.num_rows:
+                raise ValueError("built for another segment")
+            seg.attr_index = AttributeIndex.from_arrays(meta["index"], arrays)
+        except (DataLoss, ValueError, KeyError) as exc:
+            log.warning("attribute index %s is not usable (%s); rebuilding it", path, exc)
+            return False
+        seg.__dict__.pop("_filter_cache", None)
+        return True
+
+    def _build_attributes(self, seg: SealedSegment) -> None:
+        """Bitmaps / sorted value groups per attribute, so a filter mask costs far less than a search."""
+        if seg.attr_index is not None or not self._attributes_wanted(seg):
+            return
+        index = AttributeIndex.build(seg.table)
+        meta, arrays = index.to_arrays()
+        write_array_file(self._attributes_path(seg),
+                         {"segment_checksum": seg.checksum, "rows": seg.num_rows, "index": meta}, arrays,
+                         self.store.io)
+        seg.attr_index = index
+        seg.__dict__.pop("_filter_cache", None)  # masks computed without the index stay equal, but drop them
+
+    # ------------------------------------------------------------------ vector indexes
+
     def load(self, seg: SealedSegment) -> bool:
-        """Attach the persisted index of ``seg`` if present and sound; False when it must be built."""
+        """Attach the persisted indexes of ``seg`` if present and sound; False when one must be built."""
+        if not self._load_attributes(seg):
+            return False
         if not self.wanted(seg):
             return True
         path = self._path(seg)
@@ -147,13 +190,15 @@ class IndexBuilder:
         return True
 
     def build(self, seg: SealedSegment) -> None:
-        """Build, persist and attach the index of ``seg`` (no-op for flat or small segments)."""
+        """Build, persist and attach the indexes of ``seg`` (no-op for flat or small segments)."""
+        self._build_attributes(seg)
         if not self.wanted(seg) or seg.index is not None or not self._ready():
             return
         index = index_class(self.kind).build(seg.vectors, self.col.metric, self.col.index,
                                              quantizer=self.quantizer, progress=seg.num_rows >= 100_000)
         meta, arrays = index.to_arrays()
         write_array_file(self._path(seg), {**self._expected_meta(seg), "index": meta}, arrays, self.store.io)
+        crash_point("index_swap")
         if getattr(index, "serve_from_file", False):
             # A disk-resident index (SPANN) serves from the file just written, memory-mapped, so the
             # build's heap copy of its posting lists is released rather than kept until a reopen.

@@ -25,6 +25,7 @@ from vecdb.engine.segments import SealedSegment
 from vecdb.errors import DataLoss
 from vecdb.storage.arrayfile import read_array_file, write_array_file
 from vecdb.storage.catalog import Catalog
+from vecdb.storage.crashpoints import crash_point
 from vecdb.storage.io import FileIO
 from vecdb.storage.layout import FORMAT_VERSION, DataDirLayout
 from vecdb.storage.memtable import MemTable, live_table_of
@@ -375,7 +376,4 @@ class CollectionStore:
 
 def _crash_point(name: str) -> None:
     """Whitebox crash injection for the crash suite: ``VECDB_CRASH_AT=<name>`` kills the process here."""
-    import os
-
-    if os.environ.get("VECDB_CRASH_AT") == name:
-        os._exit(137)
+    crash_point(name)

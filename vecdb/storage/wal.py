@@ -25,6 +25,7 @@ import numpy as np
 
 from vecdb.errors import DataLoss, FailedPrecondition, InvalidArgument, ResourceExhausted, VecdbError
 from vecdb.storage.checksum import crc32c
+from vecdb.storage.crashpoints import crash_point
 from vecdb.storage.io import AppendFile, FileIO
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ class WriteAheadLog:
         return self._current
 
     def _write_frame(self, header: bytes, view: memoryview) -> None:
+        crash_point("wal_append")
         file = self._file()
         start = file.size
         try:
@@ -294,6 +296,7 @@ class WriteAheadLog:
             self._cond.release()
             error: BaseException | None = None
             try:
+                crash_point("before_fsync")
                 file.fsync()
             except (OSError, VecdbError) as exc:
                 error = exc

@@ -161,11 +161,12 @@ def measure(algo: Algorithm, ds: Dataset, k: int, mode: str, runs: int, progress
     return row
 
 
-def _build(algo: Algorithm, ds: Dataset) -> dict[str, Any]:
+def _build(algo: Algorithm, ds: Dataset, filtered: bool) -> dict[str, Any]:
     algo.prepare()
     rss0 = _rss()
     start = time.perf_counter()
-    algo.fit(ds.train, ds.attributes)
+    # Attributes only for filtered runs: the baselines store none, so unfiltered builds compare alike.
+    algo.fit(ds.train, ds.attributes if filtered else None)
     build_s = time.perf_counter() - start
     rss_delta = _rss() - rss0
     reported = algo.memory_bytes()
@@ -198,7 +199,7 @@ def iter_runs(cfg: BenchConfig) -> Iterator[dict[str, Any]]:
                                   url=group.url)
             try:
                 with pinned_threads(build_threads):
-                    build = {**_build(algo, ds), "build_threads": build_threads}
+                    build = {**_build(algo, ds, expr is not None), "build_threads": build_threads}
                 algo.threads = cfg.threads
                 with pinned_threads(cfg.threads) as pinned:
                     algo.set_filter(expr, mask)

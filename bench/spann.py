@@ -230,6 +230,10 @@ def bench_faiss(x: np.ndarray, q: np.ndarray, gt: np.ndarray, metric: str, label
     return out
 
 
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
     lines = [header, "", "| dataset | index | variant | setting | recall@10 | p50 ms | p99 ms | QPS | cold p50 ms | "
              "cold p99 ms | lists | KiB read | resident MiB (% raw) | disk MiB | build s |", "|" + "---|" * 15]
@@ -240,8 +244,8 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         variant = r["variant"] + (f" (repl {r['replication']:.2f}, {r['lists']} lists)" if "replication" in r else "")
         lines.append(
             f"| {r['dataset']} | {r['index']} | {variant} | {setting} | {r['recall']:.3f} | {r['p50_ms']:.3f} | "
-            f"{r['p99_ms']:.3f} | {r['qps']:.0f} | {cold} | {cold99} | {r.get('lists_probed', '')} | "
-            f"{r.get('kib_read', '')} | {r['resident_bytes'] / 2**20:.1f} ({r['resident_pct_raw']:.1f}%) | "
+            f"{r['p99_ms']:.3f} | {r['qps']:.0f} | {cold} | {cold99} | {_num(r.get('lists_probed'), 1)} | "
+            f"{_num(r.get('kib_read'), 0)} | {r['resident_bytes'] / 2**20:.1f} ({r['resident_pct_raw']:.1f}%) | "
             f"{r['disk_bytes'] / 2**20:.0f} | {r['build_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -265,6 +269,9 @@ def main() -> None:
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cpus (shared), commit {commit}"
     _MACHINE.append(machine)
     stem = out_dir / f"spann-{args.tag}"
+    stem_jsonl = stem.with_suffix(".jsonl")
+    if args.report_only and stem_jsonl.exists():  # the machine/commit line of the run, not of today's checkout
+        machine = json.loads(stem_jsonl.read_text().splitlines()[0]).get("machine", machine)
     header = (f"SPANN benchmark {args.tag}: {machine}; {args.queries} queries (cold: first {args.cold_queries}), "
               "k=10, one thread, one query per call")
     if not args.report_only:

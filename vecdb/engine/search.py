@@ -57,7 +57,7 @@ def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.n
     key = compiled.canonical
     mask = cache.get(key)
     if mask is None:
-        mask = np.asarray(compiled.mask(table), dtype=bool)
+        mask = np.asarray(compiled.mask(table, segment.attr_index), dtype=bool)
         if len(cache) >= FILTER_CACHE_SIZE:
             cache.pop(next(iter(cache)))
         cache[key] = mask

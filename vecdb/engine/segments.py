@@ -29,6 +29,7 @@ class SealedSegment:
         self.deletes_file: str | None = None
         self.dirty = False
         self.index: Any = None
+        self.attr_index: Any = None  # vecdb.filter.attrindex.AttributeIndex once built
         self.codes: np.ndarray | None = None
 
     @classmethod

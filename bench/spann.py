@@ -137,8 +137,10 @@ def row(**kw: Any) -> dict[str, Any]:
 
 
 def bench_spann(x: np.ndarray, q: np.ndarray, gt: np.ndarray, metric: str, label: str, config: SPANN,
-                sweeps: dict[str, tuple[list[tuple[int, float]], int]], workdir: Path) -> list[dict[str, Any]]:
-    """Build once, persist, reopen memory-mapped; then per variant name: (sweep of (max_lists, eps), cold queries)."""
+                sweeps: dict[str, tuple[list[tuple[int, float]], int, dict[str, Any]]],
+                workdir: Path) -> list[dict[str, Any]]:
+    """Build once, persist, reopen memory-mapped; then per variant name: (sweep of (max_lists, eps),
+    cold queries, extra search params)."""
     t0 = time.perf_counter()
     built = SPANNIndex.build(x, metric, config, progress=True)
     build_s = time.perf_counter() - t0
@@ -154,18 +156,19 @@ def bench_spann(x: np.ndarray, q: np.ndarray, gt: np.ndarray, metric: str, label
                   disk_bytes=path.stat().st_size, replication=index.info["replication"], lists=index.n_lists,
                   target_list_size=config.target_list_size, replicas=config.replicas, closure_eps=config.closure_eps)
     out = []
-    for variant, (sweep, n_cold) in sweeps.items():
-        out += _sweep(index, path, arrays, q, gt, {**common, "variant": variant}, sweep, n_cold)
+    for variant, (sweep, n_cold, extra) in sweeps.items():
+        out += _sweep(index, path, arrays, q, gt, {**common, "variant": variant}, sweep, n_cold, extra)
     del index, arrays
     path.unlink()
     return out
 
 
 def _sweep(index: SPANNIndex, path: Path, arrays: dict[str, np.ndarray], q: np.ndarray, gt: np.ndarray,
-           common: dict[str, Any], sweep: list[tuple[int, float]], n_cold: int) -> list[dict[str, Any]]:
+           common: dict[str, Any], sweep: list[tuple[int, float]], n_cold: int,
+           extra: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for max_lists, eps in sweep:
-        params = {"max_lists": max_lists, "eps": eps}
+        params = {"max_lists": max_lists, "eps": eps, **extra}
 
         def search(qq: np.ndarray, p: dict[str, Any] = params) -> np.ndarray:
             return index.search(qq, K, p)[0]
@@ -262,6 +265,8 @@ def main() -> None:
     ap.add_argument("--tag", default=time.strftime("%Y%m%d"))
     ap.add_argument("--workdir", default=None, help="where index files go (a real disk, not tmpfs)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the .md from an existing .jsonl")
+    ap.add_argument("--prefetch-only", action="store_true",
+                    help="only SPANN, cold and warm, without and with prefetching the chosen lists")
     args = ap.parse_args()
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)
@@ -290,14 +295,21 @@ def run_dataset(name: str, args: argparse.Namespace, workdir: Path) -> None:
     print(f"== {label}: {x.shape}", flush=True)
     tls = args.target_list_size
     main_sweep = [(ml, eps) for ml in SPANN_LISTS for eps in SPANN_EPS]
-    sweeps = {"default": (main_sweep, args.cold_queries)}
+    sweeps: dict[str, Any] = {"default": (main_sweep, args.cold_queries, {})}
+    if args.prefetch_only:  # cold reads one list at a time vs all of a query's lists at once
+        one_eps = [(ml, 1.0) for ml in SPANN_LISTS]
+        sweeps = {"default": (one_eps, args.cold_queries, {}),
+                  "prefetch (madvise WILLNEED)": (one_eps, args.cold_queries, {"prefetch": True})}
+        cfg = SPANN(target_list_size=tls, replicas=8, closure_eps=1.0)
+        bench_spann(x, q, gt, metric, label, cfg, sweeps, workdir)
+        return
     if name in args.ablation.split(","):
-        sweeps["pruning off (eps=inf)"] = ([(ml, math.inf) for ml in SPANN_LISTS], 0)
+        sweeps["pruning off (eps=inf)"] = ([(ml, math.inf) for ml in SPANN_LISTS], 0, {})
     cfg = SPANN(target_list_size=tls, replicas=8, closure_eps=1.0)
     bench_spann(x, q, gt, metric, label, cfg, sweeps, workdir)
     if name in args.ablation.split(","):
         off = SPANN(target_list_size=tls, replicas=1, closure_eps=1.0)
-        bench_spann(x, q, gt, metric, label, off, {"replication off": (main_sweep, 0)}, workdir)
+        bench_spann(x, q, gt, metric, label, off, {"replication off": (main_sweep, 0, {})}, workdir)
     if name in args.baselines.split(","):
         nlist = round(4 * math.sqrt(x.shape[0]))
         for kind in ("IVFFlat", "IVFPQ"):

@@ -15,6 +15,7 @@ from vecdb.index import spann as spann_module
 from vecdb.index.balanced import balanced_clusters, centroids_of, replicate
 from vecdb.index.flat import exact_search
 from vecdb.index.spann import SPANNIndex
+from vecdb.kernels.postings import prefetch_lists
 from vecdb.quant.scalar import ScalarQuantizer
 from vecdb.storage.arrayfile import read_array_file, write_array_file
 from vecdb.storage.io import FileIO
@@ -270,3 +271,18 @@ def test_corrupt_index_file_is_detected_and_rebuilt(tmp_path, data, caplog) -> N
     assert "checksum mismatch" in caplog.text and "rebuilding" in caplog.text
     meta, _ = read_array_file(files[0])  # rewritten whole
     assert meta["index"]["n"] == N
+
+
+def test_prefetch_of_mapped_lists_keeps_results(tmp_path, data, built) -> None:
+    x, q = data
+    meta, arrays = built["l2"].to_arrays()
+    write_array_file(tmp_path / "p.idx", {"index": meta}, arrays, FileIO())
+    meta2, arrays2 = read_array_file(tmp_path / "p.idx")
+    index = SPANNIndex.from_arrays(meta2["index"], arrays2, x)
+    assert index._map_addr != 0 and built["l2"]._map_addr == 0
+    plain = index.search(q, K, {"max_lists": 16})
+    fetched = index.search(q, K, {"max_lists": 16, "prefetch": True})
+    for a, b in zip(plain, fetched, strict=True):
+        np.testing.assert_array_equal(a, b)
+    order = np.arange(index.n_lists, dtype=np.int64)
+    assert prefetch_lists(index._map_addr, index.list_start, order, index.n_lists, index.rec_bytes) == 0

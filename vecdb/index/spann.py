@@ -84,7 +84,8 @@ def _is_mapped(a: np.ndarray) -> bool:
 class SPANNIndex(VectorIndex):
     """Balanced posting lists with boundary replication. Query knobs: ``max_lists`` (``nprobe`` is
     its alias; default 32), ``eps`` (pruning ratio, default 1.0; inf = none), ``max_bytes`` (I/O
-    budget per query), ``rerank`` (shortlist factor when quantized, default 4)."""
+    budget per query), ``rerank`` (shortlist factor when quantized, default 4), ``prefetch``
+    (madvise the chosen lists before scanning; default the ``prefetch`` attribute, False)."""
 
     kind: ClassVar[str] = "spann"
     # The engine reopens a freshly built index from its file, so only the routing stays on the heap.
@@ -103,8 +104,13 @@ class SPANNIndex(VectorIndex):
         self.quantizer = quantizer
         self.nav = nav
         self.info = dict(info or {})
+        # Issue a query's list reads together before scanning (costs a system call per list even
+        # when the pages are cached, so it pays only when the postings are mostly not in memory).
+        self.prefetch = False
         self._space = "ip" if metric == "ip" else "l2"
         self._ids = recs.view(np.uint32)  # column 0 = row offset
+        # address of the mapped records, for prefetching a query's lists (0: heap memory, no need)
+        self._map_addr = np.uint64(recs.ctypes.data) if _is_mapped(recs) else np.uint64(0)
         self.rec_bytes = int(recs.shape[1] * recs.itemsize)
 
     @property
@@ -196,6 +202,7 @@ class SPANNIndex(VectorIndex):
         max_bytes = params.get("max_bytes")
         max_rows = _NO_LIMIT if max_bytes is None else max(int(max_bytes) // self.rec_bytes, 0)
         rerank_factor = positive_int(params, "rerank", DEFAULT_RERANK)
+        prefetch = bool(params.get("prefetch", self.prefetch))
         mask, filtered = check_mask(allowed)
         n_max = min(FILTER_PROBE_FACTOR * max_lists, self.n_lists) if filtered else max_lists
         selectivity = np.count_nonzero(mask[: self.n]) / max(self.n, 1) if filtered else 1.0
@@ -213,6 +220,8 @@ class SPANNIndex(VectorIndex):
             # query-aware pruning: lists whose centroid is not much farther than the nearest one
             n_min = max(1, int(np.count_nonzero(od[:max_lists] <= od[0] + eps * abs(od[0]))))
             n_min = filtered_probes(n_min, selectivity, order.shape[0])
+            if prefetch and self._map_addr:
+                postings.prefetch_lists(self._map_addr, self.list_start, order, n_min, self.rec_bytes)
             if self.quantizer is None:
                 hd, hk = out_d[t], out_i[t]
                 size, probed[t], read[t], scored[t] = postings.scan_records(

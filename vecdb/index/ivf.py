@@ -1,6 +1,6 @@
 """IVF: an in-memory inverted file over one sealed segment.
 
-Seeded k-means centroids (``quant.kmeans``) in memory; posting lists as one CSR pair, ``list_start``
+Seeded faiss k-means centroids (``balanced.train_kmeans``) in memory; posting lists as one CSR pair, ``list_start``
 (nlist+1,) int64 and ``rows`` (n,) uint32 row offsets grouped by list, so a list is one slice.
 Without a quantizer a probe gathers the rows' fp32 vectors from the segment (``kernels.postings.
 scan_offsets``); with one, the posting lists also hold the rows' codes in list order, the probed

@@ -278,7 +278,13 @@ def main() -> None:
     p.add_argument("--efs", type=lambda s: [int(v) for v in s.split(",")], default=[32, 64, 128, 256])
     p.add_argument("--systems", default="vecdb,faiss,hnswlib,exact")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--summarize", help="only rewrite the .md of this .jsonl (e.g. of a run cut short)")
     args = p.parse_args()
+    if args.summarize:
+        records = [json.loads(line) for line in Path(args.summarize).read_text().splitlines()]
+        limit = f", subsampled from the file with seed 0 to {args.limit}" if args.limit else ""
+        Path(args.summarize.replace(".jsonl", ".md")).write_text(markdown(records, records[0], limit) + "\n")
+        return
     x, q, attrs, metric = load(args.dataset, args.limit, args.queries)
     name = Path(args.dataset).stem + (f"-{args.limit}" if args.limit else "")
     filters = npm_filters(attrs) if "downloads" in attrs else glove_filters(attrs)

@@ -326,7 +326,7 @@ def asdict_row(row: Row) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("datasets", nargs="+", type=Path)
+    parser.add_argument("datasets", nargs="*", type=Path, help="ann-benchmarks HDF5 files")
     parser.add_argument("--base-limit", type=int, default=None, help="subsample the base to this many rows")
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--train-rows", type=int, default=20000)

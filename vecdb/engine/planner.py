@@ -15,8 +15,7 @@ comes back short is redone exactly over the matching rows (``+fallback``), never
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,8 +29,9 @@ EXACT_MAX_SELECTIVITY = 0.02
 POST_FILTER_SELECTIVITY = 0.9
 
 
-@dataclass(frozen=True)
-class SegmentPlan:
+class SegmentPlan(NamedTuple):
+    """What the planner chose for one segment (a NamedTuple: built on every query, so kept cheap)."""
+
     strategy: str
     matching: int
     selectivity: float
@@ -71,7 +71,8 @@ def run(
     else:
         offsets, dists = index.search(queries, k, params, allowed)
     want = min(k, plan.matching)
-    if want and int((offsets >= 0).sum(axis=1).min()) < want:
+    # Results are sorted with the padding last, so column want-1 says whether every row is filled.
+    if want and not (offsets[:, want - 1] >= 0).all():
         # The traversal could not reach enough matching rows: answer exactly instead.
         offsets, dists = exact_search(queries, vectors, metric, k, allowed)
         return offsets, dists, plan.strategy + "+fallback"

@@ -51,6 +51,10 @@ class CollectionState:
     dim: int
     metric: str
 
+    @property
+    def total_rows(self) -> int:
+        return sum(v.segment.num_rows for v in self.segments) + sum(m.num_rows for m in self.mems)
+
 
 def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.ndarray:
     cache = segment.__dict__.setdefault("_filter_cache", {})
@@ -95,7 +99,7 @@ def search_state(
         offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
                                            index_stats)
         plans.append(used)
-        part_ids.append(np.where(offsets >= 0, seg.ids[np.maximum(offsets, 0)], -1))
+        part_ids.append(_to_ids(seg.ids, offsets))
         part_d.append(dists)
     for mem in state.mems:
         if not mem.num_rows:
@@ -105,7 +109,7 @@ def search_state(
             allowed = allowed & np.asarray(compiled.mask(mem.attributes), dtype=bool)
         matching += int(allowed.sum())
         offsets, dists = exact_search(queries, mem.vectors, state.metric, k, allowed)
-        part_ids.append(np.where(offsets >= 0, mem.ids[np.maximum(offsets, 0)], -1))
+        part_ids.append(_to_ids(mem.ids, offsets))
         part_d.append(dists)
         plans.append("memtable-exact")
     if not part_ids:
@@ -115,13 +119,14 @@ def search_state(
         ids, dists = part_ids[0], part_d[0]
     else:
         ids, dists = kernels.merge_topk(part_ids, part_d, k)
-    filled = int((ids >= 0).sum(axis=1).min()) if ids.size else 0
-    total = sum(v.segment.num_rows for v in state.segments) + sum(m.num_rows for m in state.mems)
+    total = state.total_rows
+    want = min(k, matching)
     stats = {
         "plans": plans,
         "matching_rows": matching,
         "estimated_selectivity": matching / total if total else 0.0,
-        "complete": filled >= min(k, matching),
+        # Results are sorted with the padding last: column want-1 tells whether every row is filled.
+        "complete": want == 0 or bool((ids[:, want - 1] >= 0).all()),
     }
     if index_stats is not None:
         stats["index"] = index_stats
@@ -129,6 +134,13 @@ def search_state(
     if attributes is not None:
         attributes = attributes.drop_columns(["id"])
     return SearchResult(ids=ids, distances=dists.astype(np.float32, copy=False), attributes=attributes, stats=stats)
+
+
+def _to_ids(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Row offsets (-1 = padding) -> the user's ids (-1 kept)."""
+    out = ids.take(offsets, mode="clip")
+    out[offsets < 0] = -1
+    return out
 
 
 def gather_rows(

@@ -79,6 +79,16 @@ def as_vectors(vectors: Any, dim: int, *, name: str = "vectors") -> np.ndarray:
 
 def as_queries(queries: Any, dim: int) -> np.ndarray:
     """queries: (d,) or (q, d) -> (q, d) float32, finite, at least one query."""
+    if (
+        type(queries) is np.ndarray
+        and queries.dtype == np.float32
+        and queries.shape[-1] == dim
+        and 0 < queries.ndim <= 2
+        and queries.size
+        and queries.flags.c_contiguous
+        and np.isfinite(queries).all()
+    ):  # the common case, checked in a few microseconds: a user's float32 query batch
+        return queries if queries.ndim == 2 else queries.reshape(1, dim)
     out = as_vectors(queries, dim, name="queries")
     if out.shape[0] == 0:
         raise InvalidArgument("queries is empty: pass at least one query vector")

@@ -425,15 +425,16 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "exact", "stats"}:
+        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats"}:
             raise InvalidArgument(f"unknown search param {key!r}")
-        if key in ("exact", "stats"):
+        if key in ("exact", "stats", "prefetch"):
             out[key] = bool(value)
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise InvalidArgument(f"search param {key!r} must be a number, got {value!r}")
-        if key != "eps" and (int(value) != value or not 1 <= int(value) <= 100_000):
-            raise InvalidArgument(f"search param {key!r} must be an integer in 1..100000, got {value}")
+        limit = 1 << 40 if key == "max_bytes" else 100_000
+        if key != "eps" and (int(value) != value or not 1 <= int(value) <= limit):
+            raise InvalidArgument(f"search param {key!r} must be an integer in 1..{limit}, got {value}")
         if key == "eps" and not (value >= 0):
             raise InvalidArgument(f"search param 'eps' must be >= 0, got {value}")
         out[key] = value

@@ -236,11 +236,13 @@ def run_filter(systems: list[Any], x: np.ndarray, q: np.ndarray, metric: str, f:
                   "matching": int(rows.size),
                   "system": s.name, "ef": ef if not isinstance(s, Exact) else None, "recall": rec,
                   "qps": q.shape[0] / cpu, "returned_non_matching": leak,
-                  **({"plans": s.plans} if isinstance(s, Vecdb) else {})})
+                  **({"plans": dict(s.plans)} if isinstance(s, Vecdb) else {})})
 
 
-def best_at(records: list[dict], system: str, flt: str, min_recall: float) -> dict | None:
-    ok = [r for r in records if r["system"] == system and r["filter"] == flt and r["recall"] >= min_recall]
+def best_at(records: list[dict], system: str, flt: tuple[str, int], min_recall: float) -> dict | None:
+    """The fastest record of ``system`` on filter ``flt`` (text, matching rows) with recall >= min_recall."""
+    ok = [r for r in records if r["system"] == system and (r["filter"], r["matching"]) == flt
+          and r["recall"] >= min_recall]
     return max(ok, key=lambda r: r["qps"]) if ok else None
 
 
@@ -254,19 +256,19 @@ def markdown(records: list[dict], base: dict, limit: str) -> str:
         plans = ", ".join(f"{k} x{v}" for k, v in r.get("plans", {}).items())
         lines.append(f"| `{r['filter']}` | {r['type']} | {r['selectivity']:.4f} | {r['system']} | {r['ef']} | "
                      f"{r['recall']:.3f} | {r['qps']:.0f} | {plans} |")
-    unf = best_at(search, "vecdb", "none", 0.95)
+    unf = best_at(search, "vecdb", ("none", base["n"]), 0.95)
     lines += ["", "Best QPS at recall@10 >= 0.95 (- = never reached):", "",
               "| filter | selectivity | vecdb | vs unfiltered | faiss | hnswlib | exact |",
               "|---|---|---|---|---|---|---|"]
-    for flt in dict.fromkeys(r["filter"] for r in search):
+    for flt in dict.fromkeys((r["filter"], r["matching"]) for r in search):
         cells = []
         for system in ("vecdb", "faiss-hnsw+idselector", "hnswlib+filter", "prefiltered-exact"):
             b = best_at(search, system, flt, 0.95)
             cells.append(f"{b['qps']:.0f} (ef {b['ef']})" if b else "-")
         v = best_at(search, "vecdb", flt, 0.95)
         ratio = f"{v['qps'] / unf['qps']:.2f}" if v and unf else "-"
-        sel = next(r["selectivity"] for r in search if r["filter"] == flt)
-        lines.append(f"| `{flt}` | {sel:.4f} | {cells[0]} | {ratio} | {cells[1]} | {cells[2]} | {cells[3]} |")
+        sel = next(r["selectivity"] for r in search if (r["filter"], r["matching"]) == flt)
+        lines.append(f"| `{flt[0]}` | {sel:.4f} | {cells[0]} | {ratio} | {cells[1]} | {cells[2]} | {cells[3]} |")
     return "\n".join(lines)
 
 

@@ -29,6 +29,8 @@ from vecdb.types import SearchResult
 
 # How long a writer waits for its predecessors to apply before declaring the log wedged.
 APPLY_TIMEOUT_S = 120.0
+# Compiled filters kept per collection.
+COMPILED_FILTER_CACHE = 256
 
 
 class Collection:
@@ -58,6 +60,7 @@ class Collection:
         self._state: CollectionState | None = None
         self._applied_lsn = 0
         self._closed = False
+        self._compiled: dict[Any, Any] = {}
         self.replayed_records = 0
         self._store.attach(self)
 
@@ -139,8 +142,7 @@ class Collection:
             if tenant is not None:
                 id_arr = self.get(id_arr, include=(), tenant=tenant).column("id").to_numpy()
         else:
-            compiled = tenancy.visible_filter(filter, filter_params, self._arrow_schema, tenant)
-            id_arr = self._matching_ids(compiled)
+            id_arr = self._matching_ids(self._compile(filter, filter_params, tenant))
         if id_arr.size == 0:
             return 0
         return self._log_and_apply(RecordKind.DELETE, encode_delete(id_arr), lambda: self._apply_delete(id_arr))
@@ -290,8 +292,26 @@ class Collection:
         include = self._check_include(include)
         params = _check_params(params)
         tenant = tenancy.scope(self.multi_tenant, tenant)
-        compiled = tenancy.visible_filter(filter, filter_params, self._arrow_schema, tenant)
+        compiled = self._compile(filter, filter_params, tenant)
         return search_state(self.state(), q, k, compiled, params, include)
+
+    def _compile(self, text: str | None, params: Mapping[str, Any] | None, tenant: str | None) -> Any:
+        """The compiled filter (user's AND tenant's), cached by text, parameters and tenant: parsing a
+        long IN list on every call would cost more than the search."""
+        if not text and tenant is None:
+            return None
+        try:
+            key = (text, tenant, tuple(sorted((k, _hashable(v)) for k, v in (params or {}).items())))
+            hash(key)
+        except TypeError:  # unhashable parameter values: compile without caching
+            return tenancy.visible_filter(text, params, self._arrow_schema, tenant)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = tenancy.visible_filter(text, params, self._arrow_schema, tenant)
+            if len(self._compiled) >= COMPILED_FILTER_CACHE:
+                self._compiled.clear()
+            self._compiled[key] = compiled
+        return compiled
 
     def get(self, ids: Any, include: Sequence[str] = ("vector",), tenant: str | None = None) -> pa.Table:
         """Rows by id: an "id" column plus the included ones; ids not present (or not the tenant's)
@@ -311,7 +331,7 @@ class Collection:
         """Live rows (of ``tenant`` only, when given)."""
         tenant = tenancy.scope(self.multi_tenant, tenant)
         if tenant is not None:
-            return int(self._matching_ids(tenancy.visible_filter(None, None, self._arrow_schema, tenant)).size)
+            return int(self._matching_ids(self._compile(None, None, tenant)).size)
         state = self.state()
         in_segments = sum(v.live for v in state.segments)
         return int(in_segments + sum(int(m.live.sum()) for m in state.mems))
@@ -396,6 +416,16 @@ class Collection:
         return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, index={self.index})"
 
 
+def _hashable(value: Any) -> Any:
+    """Parameter values as a cache key: lists/sets become tuples (typed, so 1 and 1.0 and True differ)."""
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
+        return (type(value).__name__, tuple(_hashable(v) for v in items))
+    if isinstance(value, np.ndarray):
+        return ("ndarray", str(value.dtype), value.tobytes())
+    return (type(value).__name__, value)
+
+
 def _is_table_like(value: Any) -> bool:
     if isinstance(value, pa.Table):
         return True
@@ -425,10 +455,15 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats"}:
+        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats", "plan"}:
             raise InvalidArgument(f"unknown search param {key!r}")
         if key in ("exact", "stats", "prefetch"):
             out[key] = bool(value)
+            continue
+        if key == "plan":
+            if value not in ("exact", "index"):
+                raise InvalidArgument(f"search param 'plan' must be 'exact' or 'index', got {value!r}")
+            out[key] = value
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise InvalidArgument(f"search param {key!r} must be a number, got {value!r}")

@@ -21,10 +21,12 @@ import numpy as np
 
 from vecdb.index.flat import exact_search
 
-# Below this many matching rows an exact scan of them beats any index traversal.
-EXACT_MAX_ROWS = 4096
-# Below this fraction of matching rows an exact scan is chosen too (graph walks waste their work).
-EXACT_MAX_SELECTIVITY = 0.02
+# An exact scan of the matching rows reads matching * d floats; below this many it beats a
+# filtered traversal (measured in docs/filtered.md: ~2 ms of scan on this class of machine).
+EXACT_MAX_FLOATS = 2_000_000
+# Below this fraction of matching rows an exact scan is chosen whatever its size: a filtered graph
+# walk wastes almost all its distance computations on rows it must skip.
+EXACT_MAX_SELECTIVITY = 0.01
 # Above this fraction the filter is applied as a plain post-filter by the index.
 POST_FILTER_SELECTIVITY = 0.9
 
@@ -37,12 +39,19 @@ class SegmentPlan(NamedTuple):
     selectivity: float
 
 
-def choose(index: Any, n_rows: int, matching: int, filtered: bool, params: Mapping[str, Any]) -> SegmentPlan:
-    """Pick the strategy for one segment with ``matching`` allowed rows out of ``n_rows``."""
+def choose(index: Any, n_rows: int, matching: int, filtered: bool, params: Mapping[str, Any],
+           dim: int = 1) -> SegmentPlan:
+    """Pick the strategy for one segment with ``matching`` allowed rows out of ``n_rows``.
+
+    ``params["plan"]`` ("exact" | "index") overrides the choice, for benchmarks and tuning.
+    """
     selectivity = matching / n_rows if n_rows else 0.0
-    if index is None or params.get("exact"):
+    forced = params.get("plan")
+    if index is None or params.get("exact") or forced == "exact":
         return SegmentPlan("exact", matching, selectivity)
-    if filtered and (matching <= EXACT_MAX_ROWS or selectivity <= EXACT_MAX_SELECTIVITY):
+    if forced == "index":
+        return SegmentPlan(f"{index.kind}-filtered" if filtered else index.kind, matching, selectivity)
+    if filtered and (matching * dim <= EXACT_MAX_FLOATS or selectivity <= EXACT_MAX_SELECTIVITY):
         return SegmentPlan("exact", matching, selectivity)
     if filtered and selectivity < POST_FILTER_SELECTIVITY:
         return SegmentPlan(f"{index.kind}-filtered", matching, selectivity)

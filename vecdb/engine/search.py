@@ -95,7 +95,7 @@ def search_state(
         else:
             matching += view.live
         count = matching - before
-        plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params)
+        plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params, state.dim)
         offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
                                            index_stats)
         plans.append(used)

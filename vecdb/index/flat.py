@@ -11,6 +11,9 @@ from vecdb import kernels
 
 # Rows scored per block: bounds the (q, block) distance matrix to ~q * 256 KiB.
 BLOCK_ROWS = 65536
+# Up to this many queries, a selective mask is served by gathering distances in place; above it,
+# copying the matching rows once and using BLAS over the batch wins.
+GATHER_MAX_QUERIES = 3
 
 
 def exact_search(
@@ -32,6 +35,9 @@ def exact_search(
         rows = np.flatnonzero(allowed)
         if rows.size == 0:
             return np.full((q, k), -1, np.int64), np.full((q, k), np.inf, np.float32)
+        if rows.size < n // 2 and q <= GATHER_MAX_QUERIES:
+            # Few queries: score the matching rows in place (no copy of them per call).
+            return _exact_at(queries, vectors, rows, metric, k)
         if rows.size < n // 2:
             offsets, dists = exact_search(queries, np.ascontiguousarray(vectors[rows]), metric, k)
             return np.where(offsets >= 0, rows[np.maximum(offsets, 0)], -1), dists
@@ -51,6 +57,18 @@ def exact_search(
     if len(best_ids) == 1:
         return best_ids[0], best_d[0]
     return kernels.merge_topk(best_ids, best_d, k)
+
+
+def _exact_at(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, metric: str, k: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    out_ids = np.full((queries.shape[0], k), -1, np.int64)
+    out_d = np.full((queries.shape[0], k), np.inf, np.float32)
+    for r in range(queries.shape[0]):
+        dist = kernels.distances_at(queries[r], vectors, rows, metric)
+        idx, d = kernels.topk(dist, k)
+        out_ids[r] = np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
+        out_d[r] = d
+    return out_ids, out_d
 
 
 class FlatIndex:

@@ -115,6 +115,13 @@ def outcome(root: Path, victim: Path, kind: str, states: list[dict[int, int]]) -
         named = victim.name in str(exc) or (kind == "catalog" and "catalog" in str(exc))
         assert named, f"DataLoss does not name {victim.name}: {exc}"
         return "refused"
+    except vecdb.VecdbError as exc:
+        # Known gap: a damaged catalog/CURRENT points RocksDB at a MANIFEST that does not exist, and
+        # the catalog maps that IO error to FailedPrecondition, not DataLoss. Refused and named, so
+        # counted as detected, but tallied apart (see docs/reliability.md).
+        if kind == "catalog" and "catalog" in str(exc) and flagged:
+            return f"refused-as-{type(exc).__name__}"
+        raise
     try:
         got = observed_state(db.collection("c"))
         res = db.collection("c").search(np.stack(list(got.values())), k=1, params={"exact": True}) if got else None
@@ -167,3 +174,18 @@ def test_damaged_index_files_are_rebuilt(template: Path, tmp_path: Path, how: st
     for victim in victims:
         assert damage(victim, how, 0.5, 1, 3)
     assert outcome(root, victims[0], "index", model_states()) == "flagged-served-intact"
+
+
+@pytest.mark.xfail(strict=True, raises=vecdb.FailedPrecondition,
+                   reason="bug: a damaged catalog/CURRENT (it names a MANIFEST that does not exist) surfaces as "
+                   "FailedPrecondition from Catalog's RocksDB error mapping, not DataLoss")
+def test_damaged_catalog_current_is_data_loss(template: Path, tmp_path: Path) -> None:
+    """Flip a bit in the MANIFEST number inside catalog/CURRENT: the open must say DataLoss."""
+    root = tmp_path / "data"
+    shutil.copytree(template, root)
+    current = root / "catalog" / "CURRENT"
+    text = current.read_bytes()
+    digit = text.rindex(b"5") if b"5" in text else len(text) - 2
+    current.write_bytes(text[:digit] + bytes([text[digit] ^ 1]) + text[digit + 1:])
+    with pytest.raises(DataLoss, match="catalog"):
+        Database.open(root, options=OPTIONS).close()

@@ -13,7 +13,8 @@ and then demands one of:
 Anything else fails: another exception type (a crash) or a wrong answer nobody flagged. The WAL is
 point-in-time: a cut tail looks like a torn write, so a state equal to the model after a prefix of
 the operations is allowed there, and only there. ``VECDB_CORRUPTION_EXAMPLES`` (default 15) sets
-the examples; ``VECDB_CORRUPTION_REPORT=path`` writes the detected/injected tallies as JSON.
+the examples; ``VECDB_CORRUPTION_REPORT=path`` writes the detected/injected tallies as JSON (and,
+in that report mode, tallies an undetected damage as ``UNDETECTED`` instead of stopping there).
 """
 
 from __future__ import annotations
@@ -148,10 +149,15 @@ def test_damage_is_detected_or_harmless(template: Path, tmp_path_factory: pytest
     victim = candidates[pick % len(candidates)]
     if not damage(victim, how, where, length, bit):
         return
-    result = outcome(root, victim, kind, model_states())
+    try:
+        result = outcome(root, victim, kind, model_states())
+    except (AssertionError, vecdb.VecdbError):
+        if not os.environ.get("VECDB_CORRUPTION_REPORT"):
+            raise
+        result = f"UNDETECTED({victim.name.split('-')[0]})"  # report mode: tally it, keep injecting
     TALLY["injected"] += 1
     TALLY[f"{kind}:{result}"] += 1
-    if result != "intact":
+    if result != "intact" and not result.startswith("UNDETECTED"):
         TALLY["detected"] += 1
     shutil.rmtree(root.parent, ignore_errors=True)
 
@@ -189,3 +195,18 @@ def test_damaged_catalog_current_is_data_loss(template: Path, tmp_path: Path) ->
     current.write_bytes(text[:digit] + bytes([text[digit] ^ 1]) + text[digit + 1:])
     with pytest.raises(DataLoss, match="catalog"):
         Database.open(root, options=OPTIONS).close()
+
+
+@pytest.mark.xfail(strict=False, reason="bug: a truncated RocksDB MANIFEST in catalog/ opens as an empty catalog: "
+                   "the collection silently disappears although its segments and WAL are still on disk")
+def test_truncated_catalog_manifest_is_not_silent(template: Path, tmp_path: Path) -> None:
+    """Cut catalog/MANIFEST-* in half: the open must refuse (DataLoss) rather than lose the collection."""
+    root = tmp_path / "data"
+    shutil.copytree(template, root)
+    (manifest,) = (root / "catalog").glob("MANIFEST-*")
+    assert damage(manifest, "truncate", 0.5, 1, 0)
+    try:
+        with Database.open(root, options=OPTIONS) as db:
+            assert db.list_collections() == ["c"], "the collection vanished without an error"
+    except DataLoss:
+        return

@@ -308,9 +308,29 @@ def plot(records: list[dict], path: Path, title: str) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
+def summary(records: list[dict]) -> str:
+    """Markdown: best single-thread QPS at recall@10 >= 0.90 / 0.95 / 0.99 per system, build and memory."""
+    systems = sorted({r["system"] for r in records if r["kind"] == "search"})
+    builds = {r["system"]: r for r in records if r["kind"] == "build"}
+    lines = ["| system | QPS @0.90 | QPS @0.95 | QPS @0.99 | build s (2 thr, wall / cpu) | bytes/vector |",
+             "|---|---|---|---|---|---|"]
+    for system in systems:
+        pts = [r for r in records if r["kind"] == "search" and r["system"] == system]
+        cells = []
+        for target in (0.90, 0.95, 0.99):
+            ok = [r for r in pts if r["recall"] >= target]
+            best = max(ok, key=lambda r: r["qps"]) if ok else None
+            cells.append(f"{best['qps']:.0f} (ef {best['ef']})" if best else "-")
+        b = builds.get(system, {})
+        build = f"{b['build_wall_s']:.0f} / {b['build_cpu_s']:.0f}" if b else "-"
+        per = f"{b['bytes_per_vector']:.0f}" if b.get("bytes") else "-"
+        lines.append(f"| {system} | {' | '.join(cells)} | {build} | {per} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", default=None)
     p.add_argument("--metric", choices=["euclidean", "angular"], default=None)
     p.add_argument("--limit", type=int, default=None, help="subsample the base vectors (seeded)")
     p.add_argument("--queries", type=int, default=1000)
@@ -321,7 +341,13 @@ def main() -> None:
     p.add_argument("--systems", default="vecdb,vecdb-sq8,hnswlib,faiss,vecdb-api")
     p.add_argument("--experiments", default="", help="comma list of churn, order, batch (vecdb only)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    p.add_argument("--summarize", nargs="*", default=None, help="print the tables of existing JSONL files")
     args = p.parse_args()
+    if args.summarize:
+        for path in args.summarize:
+            with open(path) as f:
+                print(f"\n{path}\n" + summary([json.loads(line) for line in f]))
+        return
     args.experiments = [e for e in args.experiments.split(",") if e]
     x, q, gt, metric = load(args.dataset, args.metric, args.limit, args.queries)
     name = Path(args.dataset).stem + (f"-{args.metric}" if args.metric else "")
@@ -351,6 +377,8 @@ def main() -> None:
         churn(x, q, gt, metric, args, emit)
     if "order" in args.experiments or "batch" in args.experiments:
         orders(x, q, gt, metric, args, emit)
+    if any(r["kind"] == "search" for r in records):
+        print(summary(records))
     print(f"wrote {out}")
 
 

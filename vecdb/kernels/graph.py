@@ -519,7 +519,7 @@ def insert_batch(batch, data, w, dmode, links0, counts0, levels, up_off, links_u
 
 
 @njit(cache=True, nogil=True, fastmath=FAST)
-def _repair_row(p, layer, data, w, dmode, links0, counts0, up_off, links_up, counts_up, deleted, m):
+def _repair_row(p, layer, data, w, dmode, links0, counts0, up_off, links_up, counts_up, deleted, m, fill):
     row, cnt = _row(p, layer, links0, counts0, up_off, links_up, counts_up)
     cnt = min(cnt, row.shape[0])
     hit = False
@@ -553,7 +553,21 @@ def _repair_row(p, layer, data, w, dmode, links0, counts0, up_off, links_up, cou
     order = np.argsort(cd)
     cap = 2 * m if layer == 0 else m
     out = np.empty(cap, np.int32)
-    k = select_neighbors(data, w, dmode, cand[order], cd[order], nc, cap, out)
+    sc = cand[order]
+    k = select_neighbors(data, w, dmode, sc, cd[order], nc, cap, out)
+    # A repaired node lost links the heuristic would have kept; refill its row with the nearest
+    # pruned candidates so the neighbourhood stays as well connected as before the deletions.
+    for t in range(nc):
+        if k >= min(cap, fill):
+            break
+        taken = False
+        for b in range(k):
+            if out[b] == sc[t]:
+                taken = True
+                break
+        if not taken:
+            out[k] = sc[t]
+            k += 1
     row[:k] = out[:k]
     if layer == 0:
         counts0[p] = k
@@ -562,7 +576,7 @@ def _repair_row(p, layer, data, w, dmode, links0, counts0, up_off, links_up, cou
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def repair(data, w, dmode, links0, counts0, levels, up_off, links_up, counts_up, deleted, max_level, m):
+def repair(data, w, dmode, links0, counts0, levels, up_off, links_up, counts_up, deleted, max_level, m, fill):
     """Reconnect every live node that links to a deleted one, then empty the deleted nodes' rows.
 
     Within a layer each thread rewrites only its own node's row and reads only deleted nodes' rows
@@ -573,7 +587,7 @@ def repair(data, w, dmode, links0, counts0, levels, up_off, links_up, counts_up,
         for p in prange(n):
             if not deleted[p] and levels[p] >= layer:
                 _repair_row(p, layer, data, w, dmode, links0, counts0, up_off, links_up, counts_up,
-                            deleted, m)
+                            deleted, m, fill)
     for p in range(n):
         if deleted[p]:
             counts0[p] = 0

@@ -224,3 +224,11 @@ def test_negative_ids_survive_search_to_arrow() -> None:
         col.upsert([-5, 7], [[0.0, 0.0], [1.0, 1.0]])
         hits = col.search([0.0, 0.0], k=2).to_arrow()
         assert sorted(hits.column("id").to_pylist()) == [-5, 7]
+
+
+def test_long_name_error_fits_in_metadata(target: Target) -> None:
+    """A 10 KB name echoed in the error must not overflow gRPC's 8 KB metadata limit (was RESOURCE_EXHAUSTED)."""
+    for _ in range(20):  # above the soft limit gRPC drops the call at random: repeat to make it certain
+        with pytest.raises((vecdb.InvalidArgument, vecdb.NotFound)):  # not ResourceExhausted
+            target.remote.collection("x" * 10_000).count()
+    target.assert_healthy()

@@ -216,7 +216,7 @@ def wrap_handler(
 
 def abort_with(context: grpc.ServicerContext, error: VecdbError) -> None:
     """End the call with the status code that ``error``'s class carries (raises)."""
-    context.abort(getattr(grpc.StatusCode, error.grpc_code, grpc.StatusCode.UNKNOWN), str(error))
+    context.abort(getattr(grpc.StatusCode, error.grpc_code, grpc.StatusCode.UNKNOWN), str(error)[:4096])
 
 
 class AuthInterceptor(grpc.ServerInterceptor):

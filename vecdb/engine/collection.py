@@ -260,11 +260,14 @@ class Collection:
         if state is None:
             with self._cond:
                 if self._state is None:
+                    segments = tuple(SegmentView.of(s) for s in self._segments)
+                    mems = (*(m.snapshot() for m, _ in self._frozen), self._mem.snapshot())
                     self._state = CollectionState(
-                        segments=tuple(SegmentView.of(s) for s in self._segments),
-                        mems=(*(m.snapshot() for m, _ in self._frozen), self._mem.snapshot()),
+                        segments=segments,
+                        mems=mems,
                         dim=self.dim,
                         metric=self.metric,
+                        total_rows=sum(v.segment.num_rows for v in segments) + sum(m.num_rows for m in mems),
                     )
                 state = self._state
         return state

@@ -58,6 +58,13 @@ def choose(index: Any, n_rows: int, matching: int, filtered: bool, params: Mappi
     return SegmentPlan(index.kind, matching, selectivity)
 
 
+def all_filled(offsets: np.ndarray, want: int) -> bool:
+    """Whether every query got ``want`` results. Results are sorted with the padding (-1) last, so
+    column want-1 tells; a scalar read for one query keeps the per-call path cheap."""
+    column = offsets[:, want - 1]
+    return bool(column[0] >= 0) if column.shape[0] == 1 else bool(column.min() >= 0)
+
+
 def run(
     plan: SegmentPlan,
     index: Any,
@@ -81,7 +88,7 @@ def run(
         offsets, dists = index.search(queries, k, params, allowed)
     want = min(k, plan.matching)
     # Results are sorted with the padding last, so column want-1 says whether every row is filled.
-    if want and not (offsets[:, want - 1] >= 0).all():
+    if want and not all_filled(offsets, want):
         # The traversal could not reach enough matching rows: answer exactly instead.
         offsets, dists = exact_search(queries, vectors, metric, k, allowed)
         return offsets, dists, plan.strategy + "+fallback"

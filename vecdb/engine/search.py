@@ -50,10 +50,7 @@ class CollectionState:
     mems: tuple[MemSnapshot, ...]
     dim: int
     metric: str
-
-    @property
-    def total_rows(self) -> int:
-        return sum(v.segment.num_rows for v in self.segments) + sum(m.num_rows for m in self.mems)
+    total_rows: int = 0  # rows in segments and memtables, deleted ones included
 
 
 def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.ndarray:
@@ -125,8 +122,7 @@ def search_state(
         "plans": plans,
         "matching_rows": matching,
         "estimated_selectivity": matching / total if total else 0.0,
-        # Results are sorted with the padding last: column want-1 tells whether every row is filled.
-        "complete": want == 0 or bool((ids[:, want - 1] >= 0).all()),
+        "complete": want == 0 or planner.all_filled(ids, want),
     }
     if index_stats is not None:
         stats["index"] = index_stats

@@ -159,6 +159,9 @@ class Collection:
         if vectors is None:
             raise InvalidArgument("upsert needs vectors (or one table with 'id' and 'vector' columns)")
         id_arr = validate.as_ids(ids)
+        if id_arr.size and int(id_arr.min()) < 0:
+            # -1 pads search results, so a negative id could never be told apart from "no result".
+            raise InvalidArgument(f"ids must be >= 0, got {int(id_arr.min())}")
         vec = validate.as_vectors(vectors, self.dim)
         if vec.shape[0] != id_arr.shape[0]:
             raise InvalidArgument(f"got {id_arr.shape[0]} ids but {vec.shape[0]} vectors")

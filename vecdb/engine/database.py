@@ -16,7 +16,7 @@ from vecdb.engine import validate
 from vecdb.engine.collection import Collection
 from vecdb.engine.indexing import index_class
 from vecdb.engine.store import CollectionStore, StoreOptions
-from vecdb.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from vecdb.errors import AlreadyExists, DataLoss, FailedPrecondition, InvalidArgument, NotFound
 from vecdb.filter.schema import parse_schema
 from vecdb.storage.catalog import Catalog
 from vecdb.storage.io import FileIO
@@ -26,6 +26,9 @@ from vecdb.types import check_metric
 from vecdb.version import __version__
 
 log = logging.getLogger("vecdb.engine")
+
+# Written into a collection's directory before its catalog entry is removed.
+DROPPED_MARKER = "DROPPED"
 
 
 class Database:
@@ -87,13 +90,25 @@ class Database:
                      len(names), self.wal_records_replayed, self.recovery_seconds)
 
     def _sweep_dropped(self, names: set[str]) -> None:
-        """Directories of collections the catalog no longer knows (a drop interrupted by a crash)."""
+        """Remove directories of dropped collections (a drop interrupted by a crash leaves one).
+
+        Only a directory carrying the DROPPED marker (written before the catalog forgets the
+        collection) is removed. Any other directory the catalog does not know means the catalog
+        lost it: refuse to open rather than delete or hide data.
+        """
         if not self.layout.collections_dir.exists():
             return
         for path in self.layout.collections_dir.iterdir():
-            if path.name not in names:
-                log.info("removing %s: collection not in the catalog", path)
+            if path.name in names:
+                continue
+            if (path / DROPPED_MARKER).exists():
+                log.info("removing %s: a dropped collection", path)
                 shutil.rmtree(path, ignore_errors=True)
+            else:
+                raise DataLoss(
+                    f"{path}: collection data on disk that the catalog does not know; the catalog "
+                    f"({self.layout.catalog_dir}) may be damaged. Refusing to open rather than lose it."
+                )
 
     def _instantiate(self, record: dict[str, Any]) -> Collection:
         store = CollectionStore(record["name"], self.layout, self.io, self.catalog, self._executor, self.options)
@@ -170,6 +185,8 @@ class Database:
             col._store.wait_pending()
             col._closed = True
             col._store.wal.close()
+            # Mark first: a directory without the marker and without a catalog entry means damage.
+            self.io.write_atomic(self.layout.collection_dir(name) / DROPPED_MARKER, b"")
             self.catalog.drop_collection(name)  # the commit point
             self._collections.pop(name, None)
         shutil.rmtree(self.layout.collection_dir(name), ignore_errors=True)

@@ -33,6 +33,9 @@ def _rocks_error(path: Path, what: str, exc: Exception) -> Exception:
         return ResourceExhausted(f"disk full writing catalog {path}: {text}")
     if "lock hold" in text or "/LOCK" in text:
         return FailedPrecondition(f"catalog {path} is already open (by this or another process): {text}")
+    if "No such file" in text and "MANIFEST" in text:
+        # CURRENT names a MANIFEST that is not there: damaged or partly deleted catalog files.
+        return DataLoss(f"catalog {path}: {what} failed, catalog files are missing or damaged: {text}")
     return FailedPrecondition(f"catalog {path}: {what} failed: {text}")
 
 

@@ -137,7 +137,7 @@ class Bench:
             rec = {"type": "result", "kernel": kernel, "backend": label, "n": self.n, "seconds": t,
                    "rows_per_s": self.n / t, "gb_per_s": self.n * bpr / t / 1e9, "bytes_per_row": bpr, **extra}
             self.records.append(rec)
-            print(f"{kernel:<20} {label:<22} {rec['rows_per_s'] / 1e6:9.1f} Mrows/s {rec['gb_per_s']:7.2f} GB/s"
+            print(f"{kernel:<29} {label:<22} {rec['rows_per_s'] / 1e6:9.1f} Mrows/s {rec['gb_per_s']:7.2f} GB/s"
                   f"  {t * 1e3:8.2f} ms", flush=True)
 
 
@@ -207,6 +207,20 @@ def bench_binary(b: Bench, n: int, d: int) -> None:
                 u * w * 8.0, bits=u, note=f"{u}-bit query")
         b.vecdb(f"bitplane-asym-{u}bit", "bitplane_ip_asym",
                 lambda p=planes, c=cw: K.bitplane_ip_asym(lut, p, c, qsum), u * w * 8.0, bits=u)
+        # the same codes in the 4-bit fast-scan layout: u8 tables, uint16 sums (approximate, as faiss's)
+        packed = K.bitplane_fastscan_pack(planes, d)
+        b.vecdb(f"bitplane-sym-{u}x{u}bit-fastscan", "pq4_fastscan",
+                lambda p=packed, q=qu, c=cw: _bitplane_fastscan(p, K.bitplane_decode(q, c, d), c, n),
+                u * w * 8.0, bits=u, note=f"{u}-bit query, u8 LUT")
+        b.vecdb(f"bitplane-asym-{u}bit-fastscan", "pq4_fastscan",
+                lambda p=packed, c=cw: _bitplane_fastscan(p, query, c, n), u * w * 8.0, bits=u, note="u8 LUT")
+
+
+def _bitplane_fastscan(packed: np.ndarray, query: np.ndarray, code_weights: np.ndarray, n: int) -> np.ndarray:
+    """Bit-plane scan through the fast-scan kernel, table building included: uint16 sums of n rows."""
+    lut, _ = K.bitplane_fastscan_lut(query, code_weights)
+    lut_u8, _, _ = K.quantize_lut(lut)
+    return K.pq4_fastscan(lut_u8, packed, n)
 
 
 def _pq_index(x: np.ndarray, m: int, nbits: int) -> Any:
@@ -264,10 +278,10 @@ def bench_pq4(b: Bench, x: np.ndarray, q: np.ndarray, m4: int) -> None:
     bpr = m4 / 2.0
 
     def scan_topk() -> tuple[np.ndarray, np.ndarray]:
-        return K.topk(K.pq4_fastscan(lut_u8, packed, n), K_NN)  # uint16 sums, no float copy
+        return K.pq4_fastscan_topk(lut_u8, packed, n, K_NN)  # fused: sums filtered while in L1
 
     b.vecdb("pq4-fastscan", "pq4_fastscan", lambda: K.pq4_fastscan(lut_u8, packed, n), bpr, m=m4)
-    b.vecdb("pq4-fastscan+top10", "pq4_fastscan", scan_topk, bpr, m=m4)
+    b.vecdb("pq4-fastscan+top10", "pq4_fastscan_topk", scan_topk, bpr, m=m4)
     b.run("pq4-fastscan+top10", "faiss PQFastScan", lambda: fast.search(q[None], K_NN), bpr, m=m4)
     b.flush()
     overlap = len(set(scan_topk()[0].tolist()) & set(fast.search(q[None], K_NN)[1][0].tolist()))
@@ -314,7 +328,9 @@ def targets(records: list[dict]) -> list[dict[str, Any]]:
             add(name, "fp32 l2 scan vs numpy BLAS X@q", fp32["rows_per_s"] / blas["rows_per_s"], 1.0, "ratio")
         for kernel, bits in (("hamming-1bit", 1), ("bitplane-sym-2bit", 2), ("bitplane-sym-4bit", 4),
                              ("bitplane-sym-2x2bit", 2), ("bitplane-sym-4x4bit", 4),
-                             ("bitplane-asym-2bit", 2), ("bitplane-asym-4bit", 4)):
+                             ("bitplane-asym-2bit", 2), ("bitplane-asym-4bit", 4),
+                             ("bitplane-sym-2x2bit-fastscan", 2), ("bitplane-sym-4x4bit-fastscan", 4),
+                             ("bitplane-asym-2bit-fastscan", 2), ("bitplane-asym-4bit-fastscan", 4)):
             rec = _best(records, kernel, prefix)
             if rec:
                 add(name, f"{kernel} speed-up over fp32 scan (ideal {32 // bits}x)",

@@ -113,6 +113,23 @@ void vdb_pq4_fastscan_u8(const uint8_t *lut, const uint8_t *packed, int64_t n, i
 int64_t vdb_topk_f32(const float *dist, const uint8_t *mask, int64_t n, int64_t k, int64_t *out_idx,
                      float *out_dist);
 
+/*
+ * Top-k of uint16 distances (the fast scan's sums), as vdb_topk_f32 (no NaN to skip): out_dist
+ * holds the selected sums as float32, exactly.
+ */
+int64_t vdb_topk_u16(const uint16_t *dist, const uint8_t *mask, int64_t n, int64_t k, int64_t *out_idx,
+                     float *out_dist);
+
+/*
+ * The 4-bit fast scan fused with top-k: vdb_pq4_fastscan_u8's sums for n rows, of which the k
+ * smallest (ties by index, rows with mask[i] == 0 skipped; mask may be NULL) go to out_idx /
+ * out_dist as in vdb_topk_u16. Sums are made a chunk of rows at a time in a stack buffer that
+ * stays in L1 and go through the SIMD threshold filter there, so the n uint16 sums never travel
+ * to memory and back. Returns how many were filled.
+ */
+int64_t vdb_pq4_fastscan_topk_u8(const uint8_t *lut, const uint8_t *packed, int64_t n, int64_t m,
+                                 const uint8_t *mask, int64_t k, int64_t *out_idx, float *out_dist);
+
 /* Function-pointer types of the kernels above (for ctypes / numba callers). */
 typedef void (*vdb_distances_f32_fn)(const float *, const float *, int64_t, int64_t, int, float *);
 typedef void (*vdb_distances_f32_at_fn)(const float *, const float *, const int64_t *, int64_t, int64_t, int,
@@ -128,6 +145,10 @@ typedef void (*vdb_bitplane_ip_asym_u64_fn)(const float *, const uint64_t *, con
 typedef void (*vdb_pq_adc_u8_fn)(const float *, const uint8_t *, int64_t, int64_t, int64_t, float *);
 typedef void (*vdb_pq4_fastscan_u8_fn)(const uint8_t *, const uint8_t *, int64_t, int64_t, uint16_t *);
 typedef int64_t (*vdb_topk_f32_fn)(const float *, const uint8_t *, int64_t, int64_t, int64_t *, float *);
+/* Offer dist[0..n) (row indices base + i; mask, when not NULL, indexed like dist) to a bounded
+ * max-heap of k entries in heap_idx / heap_dist that holds `size` now; returns the new size. */
+typedef int64_t (*vdb_topk_u16_offer_fn)(const uint16_t *, const uint8_t *, int64_t, int64_t, int64_t, int64_t,
+                                         int64_t *, float *);
 
 /* One implementation of every kernel for one SIMD level. */
 typedef struct vdb_kernel_table {
@@ -143,6 +164,7 @@ typedef struct vdb_kernel_table {
     vdb_pq_adc_u8_fn pq_adc;
     vdb_pq4_fastscan_u8_fn pq4_fastscan;
     vdb_topk_f32_fn topk;
+    vdb_topk_u16_offer_fn topk_u16_offer;
 } vdb_kernel_table;
 
 /* CPU features, probed once (vdb_init) with __builtin_cpu_supports. */

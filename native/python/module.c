@@ -463,6 +463,83 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(topk_u16_doc,
+             "topk_u16(distances, k, mask, out_idx, out_dist) -> int\n\nAs topk for (n,) uint16 distances (the fast "
+             "scan's sums); out_dist receives them as float32.");
+
+static PyObject *py_topk_u16(PyObject *self, PyObject *args, PyObject *kw) {
+    PyObject *od, *om, *oi, *ood;
+    long long k;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLOOO:topk_u16", KW("distances", "k", "mask", "out_idx", "out_dist"),
+                                     &od, &k, &om, &oi, &ood))
+        return NULL;
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 0, got %lld", k);
+        return NULL;
+    }
+    held_buffers held = {.count = 0};
+    Py_buffer *d, *m = NULL, *idx, *dist;
+    if (!(d = get_array(&held, od, "distances", &K_U16, 1, 0)) ||
+        (om != Py_None && !(m = get_array(&held, om, "mask", &K_MASK, 1, 0))) ||
+        !(idx = get_array(&held, oi, "out_idx", &K_I64, 1, 1)) ||
+        !(dist = get_array(&held, ood, "out_dist", &K_F32, 1, 1)) ||
+        (m && expect_dim(m, "mask", 0, d->shape[0], "len(distances)")) ||
+        expect_dim(idx, "out_idx", 0, (Py_ssize_t)k, "k") || expect_dim(dist, "out_dist", 0, (Py_ssize_t)k, "k"))
+        goto fail;
+    int64_t filled;
+    Py_BEGIN_ALLOW_THREADS
+    filled = vdb_topk_u16(d->buf, m ? m->buf : NULL, d->shape[0], k, idx->buf, dist->buf);
+    Py_END_ALLOW_THREADS
+    release_all(&held);
+    return PyLong_FromLongLong(filled);
+fail:
+    release_all(&held);
+    return NULL;
+}
+
+PyDoc_STRVAR(pq4_fastscan_topk_doc,
+             "pq4_fastscan_topk(lut_u8, packed, n, k, mask, out_idx, out_dist) -> int\n\npq4_fastscan's sums for n "
+             "rows reduced to their k smallest as topk_u16 does, without materialising the n sums.");
+
+static PyObject *py_pq4_fastscan_topk(PyObject *self, PyObject *args, PyObject *kw) {
+    PyObject *ol, *op, *om, *oi, *ood;
+    long long n, k;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOLLOOO:pq4_fastscan_topk",
+                                     KW("lut_u8", "packed", "n", "k", "mask", "out_idx", "out_dist"), &ol, &op, &n,
+                                     &k, &om, &oi, &ood))
+        return NULL;
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 0, got %lld", k);
+        return NULL;
+    }
+    held_buffers held = {.count = 0};
+    Py_buffer *l, *p, *m = NULL, *idx, *dist;
+    if (!(l = get_array(&held, ol, "lut_u8", &K_U8, 2, 0)) || !(p = get_array(&held, op, "packed", &K_U8, 3, 0)) ||
+        (om != Py_None && !(m = get_array(&held, om, "mask", &K_MASK, 1, 0))) ||
+        !(idx = get_array(&held, oi, "out_idx", &K_I64, 1, 1)) ||
+        !(dist = get_array(&held, ood, "out_dist", &K_F32, 1, 1)) ||
+        expect_dim(l, "lut_u8", 1, 16, "16 entries per 4-bit sub-quantizer") ||
+        expect_dim(p, "packed", 1, l->shape[0], "lut_u8.shape[0]") ||
+        expect_dim(p, "packed", 2, 16, "16 bytes = 32 rows per block") ||
+        expect_dim(idx, "out_idx", 0, (Py_ssize_t)k, "k") || expect_dim(dist, "out_dist", 0, (Py_ssize_t)k, "k"))
+        goto fail;
+    if (n < 0 || n > 32 * (long long)p->shape[0]) {
+        PyErr_Format(PyExc_ValueError, "n must be in [0, 32 * packed.shape[0]] = [0, %lld], got %lld",
+                     32 * (long long)p->shape[0], n);
+        goto fail;
+    }
+    if (m && expect_dim(m, "mask", 0, (Py_ssize_t)n, "n")) goto fail;
+    int64_t filled;
+    Py_BEGIN_ALLOW_THREADS
+    filled = vdb_pq4_fastscan_topk_u8(l->buf, p->buf, n, l->shape[0], m ? m->buf : NULL, k, idx->buf, dist->buf);
+    Py_END_ALLOW_THREADS
+    release_all(&held);
+    return PyLong_FromLongLong(filled);
+fail:
+    release_all(&held);
+    return NULL;
+}
+
 /* ---- SIMD level control ---- */
 
 PyDoc_STRVAR(simd_level_doc, "simd_level() -> str\n\nThe active kernel level: 'scalar', 'avx2' or 'avx512'.");
@@ -534,7 +611,8 @@ static PyObject *py_function_pointers(PyObject *self, PyObject *unused) {
         !add_pointer(d, "bitplane_ip_sym", (uintptr_t)t->bitplane_ip_sym) ||
         !add_pointer(d, "bitplane_ip_asym", (uintptr_t)t->bitplane_ip_asym) ||
         !add_pointer(d, "pq_adc", (uintptr_t)t->pq_adc) || !add_pointer(d, "pq4_fastscan", (uintptr_t)t->pq4_fastscan) ||
-        !add_pointer(d, "topk", (uintptr_t)t->topk)) {
+        !add_pointer(d, "topk", (uintptr_t)t->topk) ||
+        !add_pointer(d, "topk_u16_offer", (uintptr_t)t->topk_u16_offer)) {
         Py_DECREF(d);
         return NULL;
     }
@@ -554,6 +632,8 @@ static PyMethodDef methods[] = {
     KWFN(pq_adc),
     KWFN(pq4_fastscan),
     KWFN(topk),
+    KWFN(topk_u16),
+    KWFN(pq4_fastscan_topk),
     {"simd_level", py_simd_level, METH_NOARGS, simd_level_doc},
     {"set_simd_level", py_set_simd_level, METH_O, set_simd_level_doc},
     {"cpu_features", py_cpu_features, METH_NOARGS, cpu_features_doc},

@@ -122,3 +122,26 @@ int64_t vdb_topk_f32(const float *dist, const uint8_t *mask, int64_t n, int64_t 
                      float *out_dist) {
     return vdb_active_table()->topk(dist, mask, n, k, out_idx, out_dist);
 }
+
+int64_t vdb_topk_u16(const uint16_t *dist, const uint8_t *mask, int64_t n, int64_t k, int64_t *out_idx,
+                     float *out_dist) {
+    int64_t size = vdb_active_table()->topk_u16_offer(dist, mask, n, 0, k, 0, out_idx, out_dist);
+    return vdb_heap_finish(out_dist, out_idx, size, k);
+}
+
+/* Rows per fast-scan call in the fused scan: a multiple of the 32-row block whose 4 KB of sums
+ * stay in L1 between the scan writing them and the filter reading them. */
+#define VDB_FASTSCAN_CHUNK 2048
+
+int64_t vdb_pq4_fastscan_topk_u8(const uint8_t *lut, const uint8_t *packed, int64_t n, int64_t m,
+                                 const uint8_t *mask, int64_t k, int64_t *out_idx, float *out_dist) {
+    const vdb_kernel_table *t = vdb_active_table();
+    uint16_t sums[VDB_FASTSCAN_CHUNK];
+    int64_t size = 0;
+    for (int64_t start = 0; start < n && k > 0; start += VDB_FASTSCAN_CHUNK) {
+        int64_t rows = n - start < VDB_FASTSCAN_CHUNK ? n - start : VDB_FASTSCAN_CHUNK;
+        t->pq4_fastscan(lut, packed + (start / 32) * m * 16, rows, m, sums);
+        size = t->topk_u16_offer(sums, mask ? mask + start : NULL, rows, start, k, size, out_idx, out_dist);
+    }
+    return vdb_heap_finish(out_dist, out_idx, size, k);
+}

@@ -175,6 +175,14 @@ static int64_t topk(const float *dist, const uint8_t *mask, int64_t n, int64_t k
     return vdb_heap_finish(out_dist, out_idx, size, k);
 }
 
+static int64_t topk_u16_offer(const uint16_t *dist, const uint8_t *mask, int64_t n, int64_t base, int64_t k,
+                              int64_t size, int64_t *heap_idx, float *heap_dist) {
+    if (k > 0)
+        for (int64_t i = 0; i < n; i++)
+            if (!mask || mask[i]) size = vdb_heap_offer(heap_dist, heap_idx, size, k, (float)dist[i], base + i);
+    return size;
+}
+
 void vdb_fill_scalar(vdb_kernel_table *t) {
     t->name = "scalar";
     t->level = VDB_LEVEL_SCALAR;
@@ -188,4 +196,5 @@ void vdb_fill_scalar(vdb_kernel_table *t) {
     t->pq_adc = pq_adc;
     t->pq4_fastscan = pq4_fastscan;
     t->topk = topk;
+    t->topk_u16_offer = topk_u16_offer;
 }

@@ -371,6 +371,33 @@ static T_AVX2 int64_t topk(const float *dist, const uint8_t *mask, int64_t n, in
     return vdb_heap_finish(out_dist, out_idx, size, k);
 }
 
+/* uint16 sums: once the heap is full, a saturating threshold - d is nonzero exactly where d is
+ * below the worst kept sum, so sixteen rows are ruled out per compare. */
+static T_AVX2 int64_t topk_u16_offer(const uint16_t *dist, const uint8_t *mask, int64_t n, int64_t base, int64_t k,
+                                     int64_t size, int64_t *heap_idx, float *heap_dist) {
+    int64_t i = 0;
+    if (k <= 0) return size;
+    for (; i < n && size < k; i++)
+        if (!mask || mask[i]) size = vdb_heap_offer(heap_dist, heap_idx, size, k, (float)dist[i], base + i);
+    const __m256i zero = _mm256_setzero_si256();
+    for (; i + 16 <= n; i += 16) {
+        /* the heap holds uint16 values as float32, so the root converts back exactly */
+        __m256i thr = _mm256_set1_epi16((short)(uint16_t)heap_dist[0]);
+        __m256i gap = _mm256_subs_epu16(thr, _mm256_loadu_si256((const __m256i *)(dist + i)));
+        /* one movemask bit per byte: keep the low byte's bit of each uint16 lane */
+        uint32_t bits = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi16(gap, zero)) & 0x55555555u;
+        while (bits) {
+            int64_t t = __builtin_ctz(bits) >> 1;
+            bits &= bits - 1;
+            if (!mask || mask[i + t])
+                size = vdb_heap_offer(heap_dist, heap_idx, size, k, (float)dist[i + t], base + i + t);
+        }
+    }
+    for (; i < n; i++)
+        if (!mask || mask[i]) size = vdb_heap_offer(heap_dist, heap_idx, size, k, (float)dist[i], base + i);
+    return size;
+}
+
 void vdb_fill_avx2(vdb_kernel_table *t) {
     t->name = "avx2";
     t->level = VDB_LEVEL_AVX2;
@@ -385,6 +412,7 @@ void vdb_fill_avx2(vdb_kernel_table *t) {
      * both an 8-lane gather (~1.5x) and 8-codes-per-load shifting; nothing here would add to it. */
     t->pq4_fastscan = pq4_fastscan;
     t->topk = topk;
+    t->topk_u16_offer = topk_u16_offer;
 }
 
 #endif /* VDB_X86 */

@@ -307,6 +307,73 @@ def test_pq4_fastscan(backend: str) -> None:
                 np.testing.assert_array_equal(got, R.pq4_fastscan(lut, packed, n), err_msg=f"m={m} n={n}")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pq4_fastscan_topk_fused_matches_scan_then_select(backend: str) -> None:
+    with using(backend) as kind:
+        _expect("pq4_fastscan_topk", kind)
+        for m, n in ((1, 5), (16, 2047), (48, 2049), (97, 5000), (384, 4100)):
+            rng = _rng(20, m, n)
+            codes = rng.integers(0, 16, (n, m), dtype=np.uint8)
+            codes[n // 2] = 0  # the one best row sits in the middle of a chunk
+            lut = rng.integers(1, 256 // max(1, m // 64 + 1), (m, 16), dtype=np.uint8)
+            lut[:, 0] = 0
+            packed = R.pq4_pack(codes)
+            mask = rng.random(n) < 0.6
+            for k in (0, 1, 10, 300):
+                for msk in (None, mask):
+                    idx, d = K.pq4_fastscan_topk(lut, packed, n, k, msk)
+                    want_idx, want_d = R.topk(R.pq4_fastscan(lut, packed, n).astype(np.float32), k, msk)
+                    assert idx.dtype == np.int64 and d.dtype == np.float32 and idx.shape == (k,)
+                    np.testing.assert_array_equal(idx, want_idx, err_msg=f"m={m} n={n} k={k}")
+                    np.testing.assert_array_equal(d, want_d)
+            assert K.pq4_fastscan_topk(lut, packed, n, 1)[0][0] == n // 2
+
+
+def test_pq4_fastscan_topk_rejects_bad_input() -> None:
+    packed = R.pq4_pack(np.zeros((40, 4), dtype=np.uint8))
+    lut = np.zeros((4, 16), dtype=np.uint8)
+    with pytest.raises(ValueError, match="n = 70 needs 3"):
+        K.pq4_fastscan_topk(lut, packed, 70, 5)
+    with pytest.raises(ValueError, match="mask"):
+        K.pq4_fastscan_topk(lut, packed, 40, 5, np.ones(39, dtype=bool))
+    with pytest.raises(ValueError, match="k"):
+        K.pq4_fastscan_topk(lut, packed, 40, -1)
+    with pytest.raises((TypeError, ValueError), match="lut_u8"):
+        K.pq4_fastscan_topk(lut.astype(np.float32), packed, 40, 5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bitplane_fastscan_layout_estimates_the_asymmetric_distance(backend: str) -> None:
+    """Codes repacked for the fast scan: float tables give bitplane_ip_asym's distance exactly (up to
+    rounding); the u8 tables stay within their quantization bound; a symmetric query goes through
+    bitplane_decode to the same tables and gives bitplane_ip_sym's distance."""
+    with using(backend):
+        for d in DIMS:
+            for u in (1, 2, 4, 8):
+                rng = _rng(21, d, u)
+                n = 45
+                codes = _planes(rng, n, u, d)
+                query = rng.standard_normal(d).astype(np.float32)
+                cw = rng.uniform(0.1, 2.0, u).astype(np.float32)
+                packed = K.bitplane_fastscan_pack(codes, d)
+                groups = (d + 3) // 4
+                assert packed.shape == ((n + 31) // 32, u * groups, 16)
+                lut, offset = K.bitplane_fastscan_lut(query, cw)
+                exact = R.bitplane_ip_asym(R.bitplane_lut(query), codes, cw, float(query.sum()))
+                via_tables = R.pq_adc(lut, R.pq4_unpack(packed, n)).astype(np.float64) + offset
+                tol = 1e-5 * cw.sum() * (np.abs(query).sum() + 1)
+                np.testing.assert_allclose(via_tables, exact, rtol=1e-5, atol=tol, err_msg=f"d={d} u={u}")
+                lut_u8, scale, bias = K.quantize_lut(lut)
+                approx = K.pq4_fastscan(lut_u8, packed, n).astype(np.float64) * scale + bias + offset
+                assert np.abs(approx - exact).max() <= 0.5 * scale * lut.shape[0] + tol
+                qplanes, qw = _planes(rng, 1, 3, d)[0], np.array([1.0, 0.5, 0.25], np.float32)
+                values = K.bitplane_decode(qplanes, qw, d)
+                sym_lut, sym_offset = K.bitplane_fastscan_lut(values, cw)
+                sym = R.pq_adc(sym_lut, R.pq4_unpack(packed, n)).astype(np.float64) + sym_offset
+                np.testing.assert_allclose(sym, R.bitplane_ip_sym(qplanes, codes, qw, cw, d), rtol=1e-5,
+                                           atol=1e-4 * d * cw.sum())
+
+
 def test_pq4_pack_roundtrip_and_quantized_lut_bound() -> None:
     rng = _rng(14)
     codes = rng.integers(0, 16, (70, 9), dtype=np.uint8)

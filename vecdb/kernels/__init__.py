@@ -27,9 +27,13 @@ from vecdb.kernels.dispatch_codes import (
     bitplane_ip_sym,
     hamming,
     pq4_fastscan,
+    pq4_fastscan_topk,
     pq_adc,
 )
 from vecdb.kernels.reference import (
+    bitplane_decode,
+    bitplane_fastscan_lut,
+    bitplane_fastscan_pack,
     bitplane_lut,
     decode_sq8,
     pack_bits,
@@ -41,6 +45,9 @@ from vecdb.kernels.reference import (
 
 __all__ = [
     "backend",
+    "bitplane_decode",
+    "bitplane_fastscan_lut",
+    "bitplane_fastscan_pack",
     "bitplane_ip_asym",
     "bitplane_ip_sym",
     "bitplane_lut",
@@ -56,6 +63,7 @@ __all__ = [
     "merge_topk",
     "pack_bits",
     "pq4_fastscan",
+    "pq4_fastscan_topk",
     "pq4_pack",
     "pq4_unpack",
     "pq_adc",

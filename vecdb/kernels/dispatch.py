@@ -43,10 +43,12 @@ NATIVE_NAMES: dict[str, str] = {
     "bitplane_ip_asym": "bitplane_ip_asym",
     "pq_adc": "pq_adc",
     "pq4_fastscan": "pq4_fastscan",
+    "pq4_fastscan_topk": "pq4_fastscan_topk",
     "topk": "topk",
+    "topk_u16": "topk_u16",
 }
-# Ops only numba (or numpy) implements: top-k straight over uint16 fast-scan sums, and merging.
-OPS: tuple[str, ...] = (*NATIVE_NAMES, "topk_u16", "merge_topk")
+# Ops only numba (or numpy) implements: merging top-k lists.
+OPS: tuple[str, ...] = (*NATIVE_NAMES, "merge_topk")
 BACKENDS: tuple[str, ...] = ("auto", "c", "numba", "numpy")
 SIMD_LEVELS: tuple[str, ...] = ("scalar", "avx2", "avx512")
 # Below this many queries distances_many loops the one-query kernel: the GEMM path also streams
@@ -366,9 +368,10 @@ def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tupl
     if b == "numpy":
         out_idx[:], out_d[:] = reference.topk(d2, k, None if m is None else m.view(np.bool_))
     elif b == "c":
+        native_topk = st.native.topk_u16 if op == "topk_u16" else st.native.topk
         for r in range(q):
             row_mask = None if m is None else (m if m.ndim == 1 else m[r])
-            st.native.topk(d2[r], k, row_mask, out_idx[r], out_d[r])
+            native_topk(d2[r], k, row_mask, out_idx[r], out_d[r])
     else:
         mode = 0 if m is None else (1 if m.ndim == 1 else 2)
         rows_of_mask = m.shape[0] if m is not None and m.ndim == 2 else 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from vecdb.kernels import reference
-from vecdb.kernels.dispatch import state
+from vecdb.kernels.dispatch import _mask_u8, state
 from vecdb.kernels.validate import check_float, check_int, code_vector, small_float, stored
 
 
@@ -144,3 +144,36 @@ def pq4_fastscan(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+
+
+def pq4_fastscan_topk(
+    lut_u8: np.ndarray, packed: np.ndarray, n: int, k: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``topk(pq4_fastscan(lut_u8, packed, n), k, mask)`` in one pass: (indices (k,) int64, sums
+    (k,) float32), ascending, ties by index, padded -1 / +inf. The C kernel filters each chunk of
+    sums while it is still in L1 and never writes the n sums out."""
+    packed = stored(packed, "packed", np.uint8, 3)
+    nblocks, m, width = packed.shape
+    if width != 16:
+        raise ValueError(f"packed must have shape (nblocks, m, 16), got {packed.shape}")
+    n = check_int(n, "n", 0)
+    if nblocks != (n + 31) // 32:
+        raise ValueError(f"packed holds {nblocks} blocks of 32 rows; n = {n} needs {(n + 31) // 32}")
+    k = check_int(k, "k", 0)
+    table = code_vector(lut_u8, "lut_u8", np.uint8, (m, 16))
+    row_mask = None if mask is None else _mask_u8(mask, (n,))
+    st = state()
+    b = st.backend["pq4_fastscan_topk"]
+    if b == "numpy":
+        return reference.pq4_fastscan_topk(table, packed, n, k, None if row_mask is None else row_mask.view(np.bool_))
+    out_idx = np.empty(k, dtype=np.int64)
+    out_d = np.empty(k, dtype=np.float32)
+    if b == "c":
+        st.native.pq4_fastscan_topk(table, packed, n, k, row_mask, out_idx, out_d)
+        return out_idx, out_d
+    sums = np.empty(n, dtype=np.uint16)
+    st.numba.codes.pq4_fastscan_into(table, packed, n, sums)
+    use_mask = row_mask is not None
+    st.numba.selection.topk_u16_into(sums, k, row_mask if use_mask else np.zeros(1, np.uint8), use_mask,
+                                     out_idx, out_d)
+    return out_idx, out_d

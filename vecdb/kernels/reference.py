@@ -154,6 +154,41 @@ def bitplane_ip_asym(lut: np.ndarray, codes: np.ndarray, code_weights: np.ndarra
     return (-total).astype(np.float32)
 
 
+def bitplane_decode(planes: np.ndarray, weights: np.ndarray, dim: int) -> np.ndarray:
+    """One multi-bit code back to values: planes (u, w) uint64, weights (u,) -> (dim,) float32
+    ``sum_j weights[j] * (2 * bit_j - 1)``; a symmetric query becomes an asymmetric one this way,
+    since ``<decode(q), decode(x)>`` is the sum ``bitplane_ip_sym`` negates."""
+    bits = unpack_bits(np.ascontiguousarray(planes, dtype=np.uint64), dim).astype(np.float64)  # (u, dim)
+    return (np.asarray(weights, dtype=np.float64) @ (2.0 * bits - 1.0)).astype(np.float32)
+
+
+def bitplane_fastscan_pack(planes: np.ndarray, dim: int) -> np.ndarray:
+    """Bit-plane codes (n, u, w) uint64 -> the 4-bit fast-scan layout (``pq4_pack``) of n rows with
+    m = u * ceil(dim / 4) sub-quantizers: sub-quantizer ``j * G + g`` holds dims 4g..4g+3 of plane j
+    as one nibble (bit t = dim 4g + t), G = ceil(dim / 4)."""
+    n, u, w = planes.shape
+    groups = (dim + 3) // 4
+    as_bytes = np.ascontiguousarray(planes, dtype=np.uint64).view(np.uint8).reshape(n, u, w * 8)
+    nibbles = np.stack([as_bytes & 0x0F, as_bytes >> 4], axis=-1).reshape(n, u, w * 16)[:, :, :groups]
+    return pq4_pack(np.ascontiguousarray(nibbles).reshape(n, u * groups))
+
+
+def bitplane_fastscan_lut(query: np.ndarray, code_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """query (d,) float32, code_weights (u,) -> (lut (u * G, 16) float32, offset) for codes in
+    ``bitplane_fastscan_pack``'s layout, with ``offset + sum of looked-up entries`` equal to
+    ``bitplane_ip_asym``'s distance ``-sum_j cw[j] * (2 * S_j - query_sum)``: entry (j*G+g, c) is
+    ``-2 * cw[j] * (sum of query dims 4g+t for every bit t set in c)``."""
+    q = np.asarray(query, dtype=np.float64)
+    cw = np.asarray(code_weights, dtype=np.float64)
+    groups = (q.shape[0] + 3) // 4
+    padded = np.zeros(groups * 4, dtype=np.float64)
+    padded[: q.shape[0]] = q
+    nibble_bits = ((np.arange(16)[:, None] >> np.arange(4)[None, :]) & 1).astype(np.float64)  # (16, 4)
+    sums = padded.reshape(groups, 4) @ nibble_bits.T  # (G, 16): query mass under each nibble value
+    lut = (-2.0 * cw[:, None, None] * sums[None, :, :]).reshape(cw.shape[0] * groups, 16)
+    return lut.astype(np.float32), float(q.sum() * cw.sum())
+
+
 def pq_adc(lut: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """lut: (m, ksub) float32, codes: (n, m) uint8 -> (n,) float32 ``sum_j lut[j, codes[i, j]]``."""
     m = lut.shape[0]
@@ -204,6 +239,13 @@ def pq4_fastscan(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> np.ndarray:
     codes = pq4_unpack(packed, n)
     m = lut_u8.shape[0]
     return lut_u8[np.arange(m)[None, :], codes.astype(np.int64)].astype(np.int64).sum(1).astype(np.uint16)
+
+
+def pq4_fastscan_topk(
+    lut_u8: np.ndarray, packed: np.ndarray, n: int, k: int, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``topk`` of ``pq4_fastscan``'s sums: (indices (k,) int64, sums (k,) float32)."""
+    return topk(pq4_fastscan(lut_u8, packed, n).astype(np.float32), k, mask)
 
 
 def topk(distances_: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

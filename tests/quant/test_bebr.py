@@ -76,10 +76,29 @@ def test_code_layout_and_size(blobs: np.ndarray) -> None:
     codes = q.encode(blobs[:10])
     assert q.code_size == (3 * 2 + 1) * 8 and codes.shape == (10, q.code_size) and codes.dtype == np.uint8
     lay = q.scan_layout(codes)
-    assert lay.planes.shape == (10, 3, 2) and lay.planes.flags.c_contiguous
-    np.testing.assert_array_equal(q.scan(q.prepare(blobs[0]), lay), q.distances(q.prepare(blobs[0]), codes))
+    m = 3 * 25  # three planes of 100 bits: 25 nibble sub-quantizers each
+    assert lay.packed.shape == (1, m, 16) and lay.a.shape == lay.b.shape == (10,)
     np.testing.assert_array_equal(q.distances_at(q.prepare(blobs[0]), codes, np.array([4, 1])),
                                   q.distances(q.prepare(blobs[0]), codes)[[4, 1]])
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize("mode", ["sdc", "asym"])
+def test_fast_scan_matches_exact_kernels_within_table_rounding(blobs: np.ndarray, metric: str, mode: str) -> None:
+    """``scan`` (uint8 fast-scan tables) estimates what ``distances`` (exact kernels) computes: each of
+    the m table entries is off by at most scan_scale / 2, and the ranking barely moves."""
+    q = _baseline(blobs, metric, 4, dim_out=128)
+    codes = q.encode(blobs)
+    lay = q.scan_layout(codes)
+    m = 4 * 32
+    _, a, _ = q._split(codes)
+    for query in blobs[:5] + 0.01:
+        prepared = q.prepare(query, mode)
+        fast, exact = q.scan(prepared, lay), q.distances(prepared, codes)
+        bound = prepared.scale * np.abs(a) * (m * prepared.scan_scale / 2) + 1e-3 * (1 + np.abs(exact))
+        assert np.all(np.abs(fast - exact) <= bound)
+        top = np.argsort(exact, kind="stable")[:20]
+        assert len(np.intersect1d(top, np.argsort(fast, kind="stable")[:40])) >= 19
 
 
 def _recall_at_10(q: BEBRQuantizer, base: np.ndarray, queries: np.ndarray, metric: str) -> float:

@@ -56,6 +56,15 @@ class Quantizer(ABC):
         """Approximate distances to ``codes[offsets]`` (the graph's access pattern) -> (len(offsets),)."""
         return self.distances(prepared, codes[offsets])
 
+    def scan_layout(self, codes: np.ndarray) -> Any:
+        """Codes rearranged once per segment for ``scan`` (default: the stored codes themselves)."""
+        return codes
+
+    def scan(self, prepared: Any, layout: Any) -> np.ndarray:
+        """Approximate distances (n,) to every row of a ``scan_layout``. May trade a little precision
+        for speed (fast-scan tables) compared with ``distances``: callers re-rank its shortlist."""
+        return self.distances(prepared, layout)
+
     @property
     @abstractmethod
     def nbytes(self) -> int:

@@ -33,6 +33,18 @@ class PQQuery:
     lut_bias: float = 0.0
 
 
+@dataclass(frozen=True)
+class PQScanLayout:
+    """4-bit codes of n rows in the fast-scan block layout (``fastscan_layout``)."""
+
+    packed: np.ndarray
+    n: int
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.packed.nbytes)
+
+
 class ProductQuantizer(Quantizer):
     """PQ with ``m`` sub-quantizers of ``2**bits`` centroids (bits 8, or 4 for fast-scan).
 
@@ -172,6 +184,18 @@ class ProductQuantizer(Quantizer):
     def distances(self, prepared: PQQuery, codes: np.ndarray) -> np.ndarray:
         """Exact ADC distances (n,) float32 from the float table (any code layout, random access)."""
         return kernels.pq_adc(prepared.lut, self.plain_codes(codes)) + np.float32(prepared.const)
+
+    def scan_layout(self, codes: np.ndarray) -> np.ndarray | PQScanLayout:
+        """4-bit codes go to the fast-scan layout; 8-bit codes are scanned as stored."""
+        if self.bits != 4:
+            return self._check_codes(codes)
+        return PQScanLayout(self.fastscan_layout(codes), int(codes.shape[0]))
+
+    def scan(self, prepared: PQQuery, layout: np.ndarray | PQScanLayout) -> np.ndarray:
+        """Whole-segment scan: the fast scan for 4-bit codes (uint8 table), exact ADC for 8-bit."""
+        if isinstance(layout, PQScanLayout):
+            return self.fastscan(prepared, layout.packed, layout.n)
+        return self.distances(prepared, layout)
 
     def fastscan(self, prepared: PQQuery, packed: np.ndarray, n: int) -> np.ndarray:
         """4-bit scan over ``fastscan_layout`` blocks of n rows with the uint8 table -> (n,) float32."""

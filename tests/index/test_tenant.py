@@ -119,6 +119,18 @@ def test_allowed_mask_is_respected() -> None:
     np.testing.assert_array_equal(got, want)
 
 
+def test_count_of_a_tenant() -> None:
+    x, rt = _data(300, 4, seed=12)
+    index = TenantIndex.build(x, "l2", rt, SMALL)
+    allowed = np.zeros(300, bool)
+    allowed[::2] = True
+    for tenant in TENANTS:
+        rows = _owners(rt, tenant)
+        assert index.count(tenant) == rows.size
+        assert index.count(tenant, allowed) == int(allowed[rows].sum())
+    assert index.count("nobody") == 0 and index.count("nobody", allowed) == 0
+
+
 def test_grant_revoke_delete_insert() -> None:
     x, rt = _data(400, 6, seed=9)
     index = TenantIndex.build(x, "l2", rt, SMALL)

@@ -231,6 +231,17 @@ class TenantIndex:
             return np.zeros(0, dtype=np.int64)
         return np.sort(self.trees[self.ids[tenant]].rows.astype(np.int64))
 
+    def count(self, tenant: str, allowed: np.ndarray | None = None) -> int:
+        """Rows ``tenant`` holds (those of ``allowed`` (n,) bool only, when given); 0 when unknown.
+        O(1) without ``allowed``, O(rows of the tenant) with it."""
+        if tenant not in self.ids:
+            return 0
+        rows = self.trees[self.ids[tenant]].rows
+        if allowed is None:
+            return int(rows.shape[0])
+        mask, _ = check_mask(allowed)
+        return int(np.count_nonzero(mask[rows[rows < mask.shape[0]]]))
+
     def insert(self, vectors: np.ndarray, row_tenants: RowTenants) -> np.ndarray:
         """Append rows ``vectors`` (m, d) float32 with their tenants; returns their offsets (m,) int64."""
         x = as_rows(vectors, self.dim)

@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import vecdb
+from vecdb.engine import indexing, tenant_search
+from vecdb.engine.database import Database
+from vecdb.engine.store import StoreOptions
 
 TENANTS = ["acme", "globex", "initech"]
 DIM = 4
@@ -82,6 +85,39 @@ class TenantModel(RuleBasedStateMachine):
 
 TenantModel.TestCase.settings = settings(max_examples=12, stateful_step_count=12, deadline=None)
 test_tenant_isolation = TenantModel.TestCase
+
+
+class IndexedTenantModel(TenantModel):
+    """The same model on an HNSW collection whose every segment gets a tenant index, small enough
+    that every tenant is searched through it (tree descent, not the exact scan): deletes and
+    replacing upserts must be masked there too."""
+
+    def __init__(self) -> None:
+        RuleBasedStateMachine.__init__(self)
+        self._saved = dict(indexing.TENANT_INDEX_CONFIG), tenant_search.MAX_FRACTION
+        indexing.TENANT_INDEX_CONFIG.update({"branching": 2, "leaf_size": 2, "exact_threshold": 0})
+        tenant_search.MAX_FRACTION = 1.0
+        self.db = Database.open(":memory:", options=StoreOptions(index_min_rows=1, seal_bytes=512, background=False))
+        self.col = self.db.create_collection("t", dim=DIM, metric="l2", multi_tenant=True, schema={"v": "int64"},
+                                             index=vecdb.HNSW(m=4, ef_construction=8))
+        self.rows = {}
+        self.version = 0
+
+    def teardown(self) -> None:
+        self.db.close()
+        indexing.TENANT_INDEX_CONFIG.clear()
+        indexing.TENANT_INDEX_CONFIG.update(self._saved[0])
+        tenant_search.MAX_FRACTION = self._saved[1]
+
+    @invariant()
+    def sealed_rows_use_the_tenant_index(self) -> None:
+        for tenant in TENANTS:
+            plans = self.col.search(np.zeros(DIM), k=40, tenant=tenant).stats["plans"]
+            assert all(p.startswith("tenant-") or p == "memtable-exact" for p in plans), plans
+
+
+IndexedTenantModel.TestCase.settings = settings(max_examples=12, stateful_step_count=12, deadline=None)
+test_tenant_isolation_through_the_tenant_index = IndexedTenantModel.TestCase
 
 
 def test_tenant_arguments_are_checked():

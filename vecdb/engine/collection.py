@@ -22,6 +22,7 @@ from vecdb.engine.records import RecordKind, decode_delete, decode_upsert, encod
 from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_state
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.store import CollectionStore
+from vecdb.engine.tenant_search import TenantScope
 from vecdb.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
 from vecdb.filter.schema import coerce_attributes, parse_schema
 from vecdb.storage.memtable import MemTable
@@ -299,7 +300,10 @@ class Collection:
         params = _check_params(params)
         tenant = tenancy.scope(self.multi_tenant, tenant)
         compiled = self._compile(filter, filter_params, tenant)
-        return search_state(self.state(), q, k, compiled, params, include)
+        scope = None
+        if tenant is not None:  # segments with a tenant index need the user's filter on its own
+            scope = TenantScope(tenant, self._compile(filter, filter_params, None))
+        return search_state(self.state(), q, k, compiled, params, include, scope)
 
     def _compile(self, text: str | None, params: Mapping[str, Any] | None, tenant: str | None) -> Any:
         """The compiled filter (user's AND tenant's), cached by text, parameters and tenant: parsing a
@@ -381,6 +385,8 @@ class Collection:
         state = self.state()
         deleted = int(sum(int(v.deleted.sum()) for v in state.segments))
         index_bytes = sum(int(v.segment.index.nbytes) for v in state.segments if v.segment.index is not None)
+        index_bytes += sum(int(v.segment.tenant_index.nbytes) for v in state.segments
+                           if v.segment.tenant_index is not None)
         return {
             "name": self.name,
             "rows": self.count(),
@@ -461,7 +467,8 @@ def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats", "plan"}:
+        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats", "plan",
+                       "tenant_ef"}:
             raise InvalidArgument(f"unknown search param {key!r}")
         if key in ("exact", "stats", "prefetch"):
             out[key] = bool(value)

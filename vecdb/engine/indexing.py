@@ -1,5 +1,8 @@
 """Per-segment index files and the collection's trained quantizer: build, persist, load, rebuild.
 
+Per segment: the vector index (``<kind>.idx``), the attribute indexes (``attrs.idx``) and, for a
+multi-tenant collection, the tenant index (``tenants.idx``).
+
 Index files and the quantizer are derived data. A missing, corrupt or mismatched file is never
 trusted: it is rebuilt (the quantizer retrained on a sample of the collection), and the segment is
 searched exactly in the meantime.
@@ -16,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vecdb.config import config_to_dict
+from vecdb.engine.tenancy import TENANTS_COLUMN, tenant_csr
 from vecdb.errors import DataLoss, FailedPrecondition
 from vecdb.filter.attrindex import AttributeIndex
 from vecdb.storage.arrayfile import read_array_file, write_array_file
@@ -36,9 +40,12 @@ INDEX_CLASSES = {
     "hnsw": "vecdb.index.hnsw:HNSWIndex",
     "ivf": "vecdb.index.ivf:IVFIndex",
     "spann": "vecdb.index.spann:SPANNIndex",
+    "tenant": "vecdb.index.tenant:TenantIndex",  # per-segment, next to the vector index (multi-tenant)
 }
 # Rows sampled from the collection to train a quantizer.
 TRAIN_SAMPLE = 100_000
+# Build knobs of the per-segment tenant index (vecdb.index.tenant.DEFAULTS; docs/tenants.md).
+TENANT_INDEX_CONFIG: dict[str, int] = {"branching": 16, "leaf_size": 128, "exact_threshold": 1024}
 
 
 def index_class(kind: str) -> Any:
@@ -166,12 +173,60 @@ class IndexBuilder:
         seg.attr_index = index
         seg.__dict__.pop("_filter_cache", None)  # masks computed without the index stay equal, but drop them
 
+    # ------------------------------------------------------------------ tenant index
+
+    def _tenants_wanted(self, seg: SealedSegment) -> bool:
+        """Multi-tenant collections with an ANN index get a tenant index per indexed segment (a flat
+        collection promises exact answers: it keeps the exact scan of the tenant's filter)."""
+        return self.col.multi_tenant and self.wanted(seg)
+
+    def _tenants_path(self, seg: SealedSegment) -> Path:
+        return self.store.layout.sidecar_path(self.col.name, seg.seg_id, "tenants.idx")
+
+    def _tenants_meta(self, seg: SealedSegment) -> dict[str, Any]:
+        return {"segment_checksum": seg.checksum, "rows": seg.num_rows, "metric": self.col.metric,
+                "config": dict(TENANT_INDEX_CONFIG)}
+
+    def _load_tenants(self, seg: SealedSegment) -> bool:
+        if seg.tenant_index is not None or not self._tenants_wanted(seg):
+            return True
+        path = self._tenants_path(seg)
+        if not path.exists():
+            return False
+        try:
+            meta, arrays = read_array_file(path)
+            expected = self._tenants_meta(seg)
+            if {key: meta.get(key) for key in expected} != expected:
+                raise ValueError("built for another segment or configuration")
+            seg.tenant_index = index_class("tenant").from_arrays(meta["index"], arrays, seg.vectors)
+        except (DataLoss, ValueError, KeyError) as exc:
+            log.warning("tenant index %s is not usable (%s); rebuilding it", path, exc)
+            return False
+        self.col._invalidate()
+        return True
+
+    def _build_tenants(self, seg: SealedSegment) -> None:
+        """The shared k-means tree and one sub-tree per tenant, from the hidden ``tenants`` column."""
+        if seg.tenant_index is not None or not self._tenants_wanted(seg):
+            return
+        csr = tenant_csr(seg.table.column(TENANTS_COLUMN))
+        index = index_class("tenant").build(seg.vectors, self.col.metric, csr, TENANT_INDEX_CONFIG)
+        meta, arrays = index.to_arrays()
+        write_array_file(self._tenants_path(seg), {**self._tenants_meta(seg), "index": meta}, arrays,
+                         self.store.io)
+        seg.tenant_index = index
+        self.col._invalidate()
+
     # ------------------------------------------------------------------ vector indexes
 
     def load(self, seg: SealedSegment) -> bool:
-        """Attach the persisted indexes of ``seg`` if present and sound; False when one must be built."""
-        if not self._load_attributes(seg):
-            return False
+        """Attach the persisted indexes of ``seg`` if present and sound; False when one must be built
+        (``build`` then builds only the missing ones: a sound sidecar is attached either way)."""
+        attributes = self._load_attributes(seg)
+        tenants = self._load_tenants(seg)
+        return self._load_vectors(seg) and attributes and tenants
+
+    def _load_vectors(self, seg: SealedSegment) -> bool:
         if not self.wanted(seg):
             return True
         path = self._path(seg)
@@ -192,6 +247,7 @@ class IndexBuilder:
     def build(self, seg: SealedSegment) -> None:
         """Build, persist and attach the indexes of ``seg`` (no-op for flat or small segments)."""
         self._build_attributes(seg)
+        self._build_tenants(seg)
         if not self.wanted(seg) or seg.index is not None or not self._ready():
             return
         index = index_class(self.kind).build(seg.vectors, self.col.metric, self.col.index,

@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow as pa
 
 from vecdb import kernels
-from vecdb.engine import planner
+from vecdb.engine import planner, tenant_search
 from vecdb.engine.segments import SealedSegment
+from vecdb.engine.tenant_search import TenantScope
 from vecdb.index.flat import exact_search
 from vecdb.storage.memtable import MemSnapshot
 from vecdb.types import SearchResult
@@ -72,31 +73,25 @@ def search_state(
     compiled: Any,
     params: Mapping[str, Any],
     include: Sequence[str],
+    tenant: TenantScope | None = None,
 ) -> SearchResult:
-    """Top-k over every segment and the memtable of ``state``; merged; attributes attached."""
+    """Top-k over every segment and the memtable of ``state``; merged; attributes attached.
+
+    ``compiled`` is the whole visibility filter (the user's AND the tenant's); ``tenant``, when the
+    search is confined to one, lets segments with a tenant index search the tenant directly."""
     part_ids: list[np.ndarray] = []
     part_d: list[np.ndarray] = []
     plans: list[str] = []
     index_stats: list[dict[str, Any]] | None = [] if params.get("stats") else None
     matching = 0
     for view in state.segments:
-        seg = view.segment
-        if seg.num_rows == 0:
+        if view.segment.num_rows == 0:
             continue
-        before = matching
-        allowed = view.allowed
-        if compiled is not None:
-            fmask = _filter_mask(seg, seg.table, compiled)
-            allowed = fmask if allowed is None else (fmask & allowed)
-            matching += int(np.count_nonzero(allowed))
-        else:
-            matching += view.live
-        count = matching - before
-        plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params, state.dim)
-        offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
-                                           index_stats)
+        offsets, dists, used, count = _search_segment(view, state, queries, k, compiled, params, tenant,
+                                                      index_stats)
+        matching += count
         plans.append(used)
-        part_ids.append(_to_ids(seg.ids, offsets))
+        part_ids.append(_to_ids(view.segment.ids, offsets))
         part_d.append(dists)
     for mem in state.mems:
         if not mem.num_rows:
@@ -130,6 +125,36 @@ def search_state(
     if attributes is not None:
         attributes = attributes.drop_columns(["id"])
     return SearchResult(ids=ids, distances=dists.astype(np.float32, copy=False), attributes=attributes, stats=stats)
+
+
+def _search_segment(
+    view: SegmentView,
+    state: CollectionState,
+    queries: np.ndarray,
+    k: int,
+    compiled: Any,
+    params: Mapping[str, Any],
+    tenant: TenantScope | None,
+    index_stats: list[dict[str, Any]] | None,
+) -> tuple[np.ndarray, np.ndarray, str, int]:
+    """One sealed segment -> (offsets (q, k), distances (q, k), plan used, matching rows)."""
+    seg = view.segment
+    allowed = view.allowed
+    if tenant is not None and tenant_search.routed(seg, tenant.name):
+        if tenant.user_filter is not None:
+            fmask = _filter_mask(seg, seg.table, tenant.user_filter)
+            allowed = fmask if allowed is None else (fmask & allowed)
+        return tenant_search.search(seg, tenant.name, queries, k, params, allowed, index_stats)
+    if compiled is not None:
+        fmask = _filter_mask(seg, seg.table, compiled)
+        allowed = fmask if allowed is None else (fmask & allowed)
+        count = int(np.count_nonzero(allowed))
+    else:
+        count = view.live
+    plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params, state.dim)
+    offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
+                                       index_stats)
+    return offsets, dists, used, count
 
 
 def _to_ids(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """A sealed segment as the engine sees it: the memory-mapped Arrow table, its sorted ids, its
-deletion mask (copy-on-write, so readers holding the old mask are never disturbed) and its index."""
+deletion mask (copy-on-write, so readers holding the old mask are never disturbed) and its indexes."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ class SealedSegment:
         self.dirty = False
         self.index: Any = None
         self.attr_index: Any = None  # vecdb.filter.attrindex.AttributeIndex once built
+        self.tenant_index: Any = None  # vecdb.index.tenant.TenantIndex (multi-tenant collections)
         self.codes: np.ndarray | None = None
 
     @classmethod

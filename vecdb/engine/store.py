@@ -315,8 +315,8 @@ class CollectionStore:
         self.wait_pending()
         self.indexes.ensure_quantizer(segments)
         for seg in segments:
-            if seg.index is None:
-                self.indexes.build(seg)
+            if seg.index is None or seg.tenant_index is None:
+                self.indexes.build(seg)  # builds only what is missing
 
     def submit(self, task: Callable[[], Any]) -> None:
         """Run ``task`` in the background (or now, when background work is off)."""

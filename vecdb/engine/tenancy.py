@@ -12,7 +12,9 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from vecdb.errors import InvalidArgument
 from vecdb.filter.evaluate import CompiledFilter, compile_filter
@@ -68,3 +70,16 @@ def visible_filter(
     clause = f"array_contains({TENANTS_COLUMN}, :{_PARAM})"
     combined = f"({text}) AND {clause}" if text else clause
     return compile_filter(combined, schema, {**(params or {}), _PARAM: tenant})
+
+
+def tenant_csr(column: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The ``tenants`` column of n rows as CSR: (indptr (n+1,) int64, tenant ids (nnz,) int64,
+    tenant names), straight from the Arrow list offsets and a dictionary encoding of the values
+    (no per-row Python). Null lists count as empty."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.null_count:
+        arr = pc.fill_null(arr, pa.scalar([], type=arr.type))
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    encoded = pc.list_flatten(arr).dictionary_encode()
+    ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return offsets - offsets[0], ids, [str(name) for name in encoded.dictionary.to_pylist()]

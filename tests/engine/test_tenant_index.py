@@ -1,0 +1,163 @@
+"""The engine's use of the per-segment tenant index: sidecar, plan, recall, isolation, rebuild."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vecdb
+from vecdb.engine.database import Database
+from vecdb.engine.store import StoreOptions
+
+N, DIM, K = 8000, 16, 10
+# "mid" holds 1,300 rows (16% of the segment, above the index's exact threshold: the tree is used),
+# "big" 3,000 (37%: it keeps the shared index + mask), s0..s46 about 80 rows each (scanned exactly).
+OPTIONS = StoreOptions(index_min_rows=256, background=False)
+
+
+def _owners() -> np.ndarray:
+    rows = np.arange(N)
+    small = np.array([f"s{i % 47}" for i in range(N)])
+    return np.where(rows < 3000, "big", np.where(rows < 4300, "mid", small))
+
+
+def _data() -> tuple[np.ndarray, np.ndarray, list[list[str]]]:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, DIM)).astype(np.float32)
+    tenants = [[str(t)] for t in _owners()]
+    for i in rng.choice(N, N // 20, replace=False):  # 5% of the rows shared with a small tenant
+        tenants[i] = sorted({tenants[i][0], f"s{i % 47}"})
+    return x, (np.arange(N) % 10).astype(np.int32), tenants
+
+
+def _load(col, x: np.ndarray, a: np.ndarray, tenants: list[list[str]]) -> None:
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, ts in enumerate(tenants):
+        groups.setdefault(tuple(ts), []).append(i)
+    for ts, ids in groups.items():
+        col.upsert(np.array(ids), x[ids], {"a": a[ids]}, tenants=list(ts))
+    col.optimize()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data()
+
+
+@pytest.fixture()
+def collection(tmp_path, data):
+    x, a, tenants = data
+    db = Database.open(tmp_path / "data", options=OPTIONS)
+    col = db.create_collection("c", dim=DIM, metric="l2", multi_tenant=True,
+                               index=vecdb.HNSW(m=8, ef_construction=32), schema={"a": "int32"})
+    _load(col, x, a, tenants)
+    yield db, col
+    db.close()
+
+
+def _sidecar(tmp_path) -> list:
+    return sorted((tmp_path / "data" / "collections" / "c" / "segments").glob("*.tenants.idx"))
+
+
+def _exact(x: np.ndarray, candidates: np.ndarray, q: np.ndarray) -> list[set[int]]:
+    out = []
+    for row in q:
+        d = ((x[candidates] - row) ** 2).sum(axis=1)
+        out.append(set(candidates[np.argsort(d, kind="stable")[:K]].tolist()))
+    return out
+
+
+def test_sealed_segment_gets_a_tenant_index_and_the_plan_uses_it(tmp_path, collection, data):
+    _db, col = collection
+    x, _, tenants = data
+    assert len(_sidecar(tmp_path)) == 1
+    assert col.state().segments[0].segment.tenant_index is not None
+    q = x[:4]
+    res = col.search(q, k=K, tenant="mid", params={"stats": True})
+    assert res.stats["plans"] == ["tenant-index"]
+    assert res.stats["index"][0]["plan"] == "tenant-tree"
+    assert res.stats["matching_rows"] == sum("mid" in ts for ts in tenants)
+    assert col.search(q, k=K, tenant="s3").stats["plans"] == ["tenant-exact"]
+    assert col.search(q, k=K, tenant="mid", params={"exact": True}).stats["plans"] == ["tenant-exact"]
+    assert not col.search(q, k=K, tenant="big").stats["plans"][0].startswith("tenant")  # > 20% of the rows
+    assert (col.search(q, k=K, tenant="nobody").ids == -1).all()
+
+
+def test_results_match_the_exact_answer_after_deletes_upserts_and_with_a_filter(collection, data):
+    _db, col = collection
+    x, a, tenants = data
+    x = x.copy()
+    rng = np.random.default_rng(1)
+    mid = np.array([i for i, ts in enumerate(tenants) if "mid" in ts])
+    deleted = rng.choice(mid, 300, replace=False)
+    assert col.delete(deleted, tenant="mid") == 300
+    # A tenant-scoped upsert replaces rows: the sealed copy is deleted, the new one is in the memtable.
+    replaced = rng.choice(np.setdiff1d(mid, deleted), 50, replace=False)
+    x[replaced] = rng.standard_normal((50, DIM)).astype(np.float32)
+    col.upsert(replaced, x[replaced], {"a": a[replaced]}, tenant="mid")
+    live = np.setdiff1d(mid, deleted)
+    queries = np.concatenate([x[replaced[:10]], rng.standard_normal((20, DIM)).astype(np.float32)])
+    for filt, keep in ((None, live), ("a < 4", live[a[live] < 4])):
+        res = col.search(queries, k=K, tenant="mid", filter=filt)
+        assert res.stats["plans"] == ["tenant-index", "memtable-exact"], res.stats
+        got = res.ids[res.ids >= 0]
+        assert np.isin(got, keep).all(), "a row of another tenant, a deleted row or a filtered-out row"
+        truth = _exact(x, keep, queries)
+        recall = np.mean([len(set(r.tolist()) & t) / K for r, t in zip(res.ids, truth, strict=True)])
+        assert recall >= 0.95, (filt, recall)
+    # Another tenant never sees mid's rows, nor mid another's, whatever the filter.
+    for tenant in ("s5", "big"):
+        res = col.search(queries, k=50, tenant=tenant, filter="a >= 0")
+        owned = [i for i, ts in enumerate(tenants) if tenant in ts]
+        assert np.isin(res.ids[res.ids >= 0], owned).all()
+
+
+def test_sidecar_survives_reopen_and_is_rebuilt_when_missing_or_corrupt(tmp_path, collection, data):
+    db, col = collection
+    x, _, _ = data
+    q = x[100:110]
+    before = col.search(q, k=K, tenant="mid").ids
+    db.close()
+    (path,) = _sidecar(tmp_path)
+    stamp = path.stat().st_mtime_ns
+    with Database.open(tmp_path / "data", options=OPTIONS) as db2:
+        col = db2.collection("c")
+        assert path.stat().st_mtime_ns == stamp  # loaded, not rebuilt
+        res = col.search(q, k=K, tenant="mid")
+        assert res.stats["plans"] == ["tenant-index"]
+        np.testing.assert_array_equal(res.ids, before)
+    for damage in ("delete", "corrupt"):
+        if damage == "delete":
+            path.unlink()
+        else:
+            raw = bytearray(path.read_bytes())
+            raw[len(raw) // 2] ^= 0xFF
+            path.write_bytes(bytes(raw))
+        with Database.open(tmp_path / "data", options=OPTIONS) as db2:
+            col = db2.collection("c")
+            col._store.wait_pending()
+            assert path.exists()
+            res = col.search(q, k=K, tenant="mid")
+            assert res.stats["plans"] == ["tenant-index"], damage
+            np.testing.assert_array_equal(res.ids, before)
+
+
+def test_single_tenant_and_flat_collections_get_no_tenant_index(tmp_path, data):
+    x, a, tenants = data
+    with Database.open(tmp_path / "data", options=OPTIONS) as db:
+        flat = db.create_collection("c", dim=DIM, metric="l2", multi_tenant=True, schema={"a": "int32"})
+        _load(flat, x[:2000], a[:2000], tenants[:2000])
+        assert flat.state().segments[0].segment.tenant_index is None
+        assert flat.search(x[:2], k=K, tenant="big").stats["plans"] == ["exact"]
+        assert not _sidecar(tmp_path)
+
+
+def test_tenant_ef_is_the_tenant_index_budget(collection, data):
+    _db, col = collection
+    x, _, _ = data
+    res = col.search(x[:3], k=K, tenant="mid", params={"tenant_ef": 64, "stats": True})
+    assert max(res.stats["index"][0]["candidates_scored"]) < 1024
+    res = col.search(x[:3], k=K, tenant="mid", params={"ef": 16, "stats": True})  # an HNSW knob: ignored here
+    assert min(res.stats["index"][0]["candidates_scored"]) >= 1024
+    with pytest.raises(vecdb.InvalidArgument):
+        col.search(x[:1], k=K, tenant="mid", params={"tenant_ef": 0})

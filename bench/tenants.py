@@ -1,6 +1,9 @@
 """Multi-tenant search: the Curator-style tenant index vs one shared HNSW + tenant filter vs one HNSW
-per tenant, and vecdb's multi-tenant collection path (``search(..., tenant=)``, a filter on the hidden
-``tenants`` column). Memory of each layout, per-tenant query latency and recall@10.
+per tenant, and vecdb's multi-tenant collection path, two ways: ``collection-filter`` (the tenant
+as a filter on the hidden ``tenants`` column, then the planner: the engine before the tenant index)
+and ``collection-tenant-index`` (``search(..., tenant=)`` as the engine runs it now: each segment's
+tenant index for tenants up to 20% of the segment, the filtered path above). Memory of each layout,
+per-tenant query latency and recall@10.
 
 Tenant assignments over the same rows:
 
@@ -14,6 +17,7 @@ tenant's rows. Evaluated tenants: those with >= 10 rows, stratified by size (eve
 rows, a seeded sample below).
 
     python bench/tenants.py --dataset ../shared/datasets/npm-minilm-384-angular.hdf5 --limit 30000
+    python bench/tenants.py ... --systems tenant-index,collection   # the engine paths only (no HNSW sweeps)
 
 Writes bench/results/tenants-<dataset>-<time>.jsonl and .md.
 """
@@ -34,13 +38,14 @@ import numpy as np
 import pyarrow as pa
 
 from vecdb.config import HNSW
-from vecdb.engine import planner
+from vecdb.engine import planner, tenant_search
 from vecdb.index.hnsw import HNSWIndex
 from vecdb.index.tenant import TenantIndex
 
 K = 10
 METRIC = "ip"  # the npm vectors are unit length: ip ranks as cosine, and no index copies the vectors
 BUCKETS = ((10, 1024), (1025, 4096), (4097, 10**9))
+SYSTEMS = ("tenant-index", "shared-hnsw+filter", "shared-hnsw+planner", "per-tenant-hnsw", "collection")
 
 
 def load(path: str, limit: int | None, nq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
@@ -131,12 +136,10 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 class Systems:
     """Every layout over one assignment, and a search function per (system, knob)."""
 
-    def __init__(self, x: np.ndarray, rt: list[list[str]], sets: dict[str, np.ndarray], shared: HNSWIndex,
+    def __init__(self, x: np.ndarray, rt: list[list[str]], sets: dict[str, np.ndarray], shared: HNSWIndex | None,
                  args: argparse.Namespace, emit: Callable[[dict], None], collection: bool,
                  only: list[str] | None = None) -> None:
-        self.x, self.rt, self.sets, self.shared = x, rt, sets, shared
-        n = x.shape[0]
-        cfg = HNSW(m=args.m, ef_construction=args.ef_construction)
+        self.x, self.rt, self.sets, self.shared, self.args = x, rt, sets, shared, args
         self.tenant, wall = timed(lambda: TenantIndex.build(x, METRIC, rt, None))
         per = self.tenant.memory_by_tenant()
         emit({"kind": "build", "system": "tenant-index", "build_wall_s": wall, "bytes": self.tenant.nbytes,
@@ -145,10 +148,19 @@ class Systems:
               "nodes": int(self.tenant.centroids.shape[0])})
         self.emit = emit
         self.column_bytes = column = pa.array(rt, type=pa.list_(pa.string())).nbytes
-        emit({"kind": "build", "system": "shared-hnsw+filter", "bytes": shared.nbytes + column,
-              "graph_bytes": shared.nbytes, "tenants_column_bytes": column})
+        if shared is not None:
+            emit({"kind": "build", "system": "shared-hnsw+filter", "bytes": shared.nbytes + column,
+                  "graph_bytes": shared.nbytes, "tenants_column_bytes": column})
         self.masks: dict[str, np.ndarray] = {}
         self.per: dict[str, HNSWIndex] = {}
+        self.col = self._collection(args) if collection else None
+        if "per-tenant-hnsw" in args.systems:
+            self._per_tenant(x, sets, args, only)
+
+    def _per_tenant(self, x: np.ndarray, sets: dict[str, np.ndarray], args: argparse.Namespace,
+                    only: list[str] | None) -> None:
+        n = x.shape[0]
+        cfg = HNSW(m=args.m, ef_construction=args.ef_construction)
 
         def build_all() -> None:
             for t in only if only is not None else sets:
@@ -162,10 +174,9 @@ class Systems:
             built = sum(sets[t].size for t in self.per)
             graph = int(graph / built * held)
         dup = (held - n) * x.shape[1] * 4
-        emit({"kind": "build", "system": "per-tenant-hnsw", "build_wall_s": wall, "bytes": graph + dup,
-              "graph_bytes": graph, "duplicated_vector_bytes": dup, "indexes": len(self.per),
-              "graph_bytes_estimated_from_built": estimated})
-        self.col = self._collection(args) if collection else None
+        self.emit({"kind": "build", "system": "per-tenant-hnsw", "build_wall_s": wall, "bytes": graph + dup,
+                   "graph_bytes": graph, "duplicated_vector_bytes": dup, "indexes": len(self.per),
+                   "graph_bytes_estimated_from_built": estimated})
 
     def _collection(self, args: argparse.Namespace) -> Any:
         import vecdb
@@ -184,9 +195,21 @@ class Systems:
 
         _, wall = timed(load)
         stats = col.stats()
-        self.emit({"kind": "build", "system": "collection-tenant=", "build_wall_s": wall,
-                   "bytes": _index_bytes(col) + self.column_bytes, "stats": stats})
+        graph, tree = _index_bytes(col)
+        self.emit({"kind": "build", "system": "collection-filter", "build_wall_s": wall,
+                   "bytes": graph + self.column_bytes, "stats": stats})
+        self.emit({"kind": "build", "system": "collection-tenant-index", "build_wall_s": wall,
+                   "bytes": graph + tree + self.column_bytes, "graph_bytes": graph, "tenant_index_bytes": tree,
+                   "tenants_column_bytes": self.column_bytes})
         return col
+
+    def filtered(self, q: np.ndarray, t: str, ef: int) -> np.ndarray:
+        """The collection with its tenant indexes switched off: the tenant is a filter (the old path)."""
+        saved, tenant_search.MAX_FRACTION = tenant_search.MAX_FRACTION, -1.0
+        try:
+            return self.col.search(q, k=K, tenant=t, params={"ef": ef}).ids
+        finally:
+            tenant_search.MAX_FRACTION = saved
 
     def mask(self, t: str) -> np.ndarray:
         m = self.masks.get(t)
@@ -199,6 +222,7 @@ class Systems:
         """"system knob" -> search(q (1, d), tenant) -> offsets (1, K); knobs: system -> ef values."""
         out: dict[str, Callable[[np.ndarray, str], np.ndarray]] = {}
         n = self.x.shape[0]
+        knobs = {name: (efs if _selected(name, self.args) else []) for name, efs in knobs.items()}
         for ef in knobs["tenant-index"]:
             out[f"tenant-index ef={ef}"] = lambda q, t, ef=ef: self.tenant.search(q, K, t, {"ef": ef})[0]
         for ef in knobs["shared-hnsw+filter"]:
@@ -215,13 +239,22 @@ class Systems:
                 self.per[t].search(q, K, {"ef": ef})[0], self.sets[t])
         if self.col is not None:
             for ef in knobs["collection"]:
-                out[f"collection-tenant= ef={ef}"] = lambda q, t, ef=ef: self.col.search(
-                    q, k=K, tenant=t, params={"ef": ef}).ids
+                out[f"collection-filter ef={ef}"] = lambda q, t, ef=ef: self.filtered(q, t, ef)
+            for ef in knobs["collection-tenant-index"]:
+                out[f"collection-tenant-index tenant_ef={ef}"] = lambda q, t, ef=ef: self.col.search(
+                    q, k=K, tenant=t, params={"tenant_ef": ef}).ids
         return out
 
 
-def _index_bytes(col: Any) -> int:
-    return sum(int(v.segment.index.nbytes) for v in col.state().segments if v.segment.index is not None)
+def _selected(knob: str, args: argparse.Namespace) -> bool:
+    return (knob.split("-tenant-index")[0] if knob.startswith("collection") else knob) in args.systems
+
+
+def _index_bytes(col: Any) -> tuple[int, int]:
+    """(vector index bytes, tenant index bytes) over the collection's segments."""
+    segs = [v.segment for v in col.state().segments]
+    return (sum(int(s.index.nbytes) for s in segs if s.index is not None),
+            sum(int(s.tenant_index.nbytes) for s in segs if s.tenant_index is not None))
 
 
 def _mapped(local: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -274,9 +307,10 @@ def markdown(records: list[dict], base: dict) -> str:
     for assignment in sorted({r["assignment"] for r in records if "assignment" in r}):
         lines += [f"## assignment: {assignment}", "", "| system | bytes | MiB | vs shared |", "|---|---|---|---|"]
         builds = [r for r in records if r["kind"] == "build" and r.get("assignment") == assignment]
-        shared = next(r["bytes"] for r in builds if r["system"] == "shared-hnsw+filter")
+        shared = next((r["bytes"] for r in builds if r["system"] in ("shared-hnsw+filter", "collection-filter")), 0)
         for r in builds:
-            lines.append(f"| {r['system']} | {r['bytes']} | {r['bytes'] / 2**20:.2f} | {r['bytes'] / shared:.2f}x |")
+            vs = f"{r['bytes'] / shared:.2f}x" if shared else "-"
+            lines.append(f"| {r['system']} | {r['bytes']} | {r['bytes'] / 2**20:.2f} | {vs} |")
         lines += ["", "| system | knob | bucket (rows) | queries | recall@10 | mean ms | p50 ms | p99 ms |",
                   "|---|---|---|---|---|---|---|---|"]
         for r in records:
@@ -302,11 +336,18 @@ def main() -> None:
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=100)
     p.add_argument("--assignments", default="zipf,scope")
+    p.add_argument("--systems", type=lambda s: s.split(","), default=list(SYSTEMS),
+                   help=f"comma list of {','.join(SYSTEMS)} (collection = both engine paths)")
+    p.add_argument("--collection-assignments", default="zipf",
+                   help="assignments that also get the collection systems (each builds a collection)")
     p.add_argument("--out", default=str(Path(__file__).parent / "results"))
     p.add_argument("--fast", action="store_true", help="per-tenant HNSW only for the evaluated tenants (memory "
-                   "of the others estimated per row), no collection row: for machines too loaded for 1,000s of builds")
+                   "of the others estimated per row): for machines too loaded for 1,000s of builds")
     p.add_argument("--summarize", help="only rewrite the .md of this .jsonl (e.g. of a run cut short)")
     args = p.parse_args()
+    unknown = set(args.systems) - set(SYSTEMS)
+    if unknown:
+        p.error(f"unknown systems {sorted(unknown)}")
     if args.summarize:
         records = [json.loads(line) for line in Path(args.summarize).read_text().splitlines()]
         Path(args.summarize.replace(".jsonl", ".md")).write_text(markdown(records, records[0]) + "\n")
@@ -330,7 +371,9 @@ def main() -> None:
     warm = HNSWIndex.build(x[:500], METRIC, HNSW(m=args.m, ef_construction=args.ef_construction))
     warm.search(q[:1], K, {"ef": 16})
     TenantIndex.build(x[:500], METRIC, [["a"]] * 500, {"exact_threshold": 0}).search(q[:1], K, "a")
-    shared, wall = timed(lambda: HNSWIndex.build(x, METRIC, HNSW(m=args.m, ef_construction=args.ef_construction)))
+    shared, wall = None, 0.0
+    if {"shared-hnsw+filter", "shared-hnsw+planner"} & set(args.systems):
+        shared, wall = timed(lambda: HNSWIndex.build(x, METRIC, HNSW(m=args.m, ef_construction=args.ef_construction)))
     for assignment in args.assignments.split(","):
         rt = zipf_tenants(x.shape[0], args.tenants, args.shared, 1) if assignment == "zipf" else \
             scope_tenants(scope, names)
@@ -338,11 +381,12 @@ def main() -> None:
         emit({"kind": "assignment", "tenants": len(sets), "largest": int(max(r.size for r in sets.values())),
               "memberships": int(sum(r.size for r in sets.values())), "shared_hnsw_build_wall_s": wall})
         chosen = pick_tenants(sets, args.per_bucket, 2)
-        systems = Systems(x, rt, sets, shared, args, emit, collection=assignment == "zipf" and not args.fast,
+        collection = "collection" in args.systems and assignment in args.collection_assignments.split(",")
+        systems = Systems(x, rt, sets, shared, args, emit, collection=collection,
                           only=chosen if args.fast else None)
         knobs = {"tenant-index": args.tenant_efs, "shared-hnsw+filter": args.shared_efs,
                  "shared-hnsw+planner": args.shared_efs, "per-tenant-hnsw": args.hnsw_efs,
-                 "collection": args.shared_efs}
+                 "collection": args.shared_efs, "collection-tenant-index": args.tenant_efs}
         res = evaluate(systems, chosen, q, args.queries_per_tenant, knobs, 3)
         summarize(res, assignment, emit)
     Path(str(out).replace(".jsonl", ".md")).write_text(markdown(records, base) + "\n")

@@ -161,3 +161,21 @@ def test_tenant_ef_is_the_tenant_index_budget(collection, data):
     assert min(res.stats["index"][0]["candidates_scored"]) >= 1024
     with pytest.raises(vecdb.InvalidArgument):
         col.search(x[:1], k=K, tenant="mid", params={"tenant_ef": 0})
+
+
+def test_the_tenant_clause_is_compiled_only_where_a_segment_needs_it(collection, data, monkeypatch):
+    from vecdb.engine import tenancy
+
+    _db, col = collection
+    x, _, _ = data
+    calls = []
+    real = tenancy.visible_filter
+    monkeypatch.setattr(tenancy, "visible_filter", lambda *a: (a[3] and calls.append(a[3])) or real(*a))
+    col._compiled.clear()
+    col.search(x[:2], k=K, tenant="mid", filter="a < 5")
+    assert calls == []  # every segment answered through its tenant index, the memtable is empty
+    col.search(x[:2], k=K, tenant="big")  # too big for the tenant index: the filtered path
+    assert calls == ["big"]
+    with pytest.raises(vecdb.InvalidArgument, match="reserved"):
+        col.search(x[:1], k=K, tenant="mid", filter="a < :vecdb_internal_tenant",
+                   filter_params={"vecdb_internal_tenant": 3})

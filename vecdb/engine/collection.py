@@ -299,11 +299,13 @@ class Collection:
         include = self._check_include(include)
         params = _check_params(params)
         tenant = tenancy.scope(self.multi_tenant, tenant)
-        compiled = self._compile(filter, filter_params, tenant)
-        scope = None
-        if tenant is not None:  # segments with a tenant index need the user's filter on its own
-            scope = TenantScope(tenant, self._compile(filter, filter_params, None))
-        return search_state(self.state(), q, k, compiled, params, include, scope)
+        user = self._compile(filter, filter_params, None)
+        if tenant is None:
+            return search_state(self.state(), q, k, user, params, include)
+        tenancy.check_filter_params(filter_params)
+        # Segments with a tenant index need only the user's filter; the rest compile the tenant's.
+        scope = TenantScope(tenant, user, lambda: self._compile(filter, filter_params, tenant))
+        return search_state(self.state(), q, k, user, params, include, scope)
 
     def _compile(self, text: str | None, params: Mapping[str, Any] | None, tenant: str | None) -> Any:
         """The compiled filter (user's AND tenant's), cached by text, parameters and tenant: parsing a

@@ -77,8 +77,9 @@ def search_state(
 ) -> SearchResult:
     """Top-k over every segment and the memtable of ``state``; merged; attributes attached.
 
-    ``compiled`` is the whole visibility filter (the user's AND the tenant's); ``tenant``, when the
-    search is confined to one, lets segments with a tenant index search the tenant directly."""
+    ``compiled`` is the user's filter (None: none); ``tenant``, when the search is confined to one,
+    supplies the visibility filter (the user's AND the tenant's) instead, and lets segments with a
+    tenant index search the tenant directly."""
     part_ids: list[np.ndarray] = []
     part_d: list[np.ndarray] = []
     plans: list[str] = []
@@ -97,8 +98,9 @@ def search_state(
         if not mem.num_rows:
             continue
         allowed = mem.live
-        if compiled is not None:
-            allowed = allowed & np.asarray(compiled.mask(mem.attributes), dtype=bool)
+        visible = tenant.visible if tenant is not None else compiled
+        if visible is not None:
+            allowed = allowed & np.asarray(visible.mask(mem.attributes), dtype=bool)
         matching += int(allowed.sum())
         offsets, dists = exact_search(queries, mem.vectors, state.metric, k, allowed)
         part_ids.append(_to_ids(mem.ids, offsets))
@@ -145,6 +147,8 @@ def _search_segment(
             fmask = _filter_mask(seg, seg.table, tenant.user_filter)
             allowed = fmask if allowed is None else (fmask & allowed)
         return tenant_search.search(seg, tenant.name, queries, k, params, allowed, index_stats)
+    if tenant is not None:
+        compiled = tenant.visible
     if compiled is not None:
         fmask = _filter_mask(seg, seg.table, compiled)
         allowed = fmask if allowed is None else (fmask & allowed)

@@ -55,6 +55,12 @@ def scope(multi_tenant: bool, tenant: str | None) -> str | None:
     return check_tenant(tenant)
 
 
+def check_filter_params(params: Mapping[str, Any] | None) -> None:
+    """The user's filter parameters may not use the name the tenant clause binds."""
+    if params and _PARAM in params:
+        raise InvalidArgument(f"filter parameter name {_PARAM!r} is reserved")
+
+
 def visible_filter(
     text: str | None, params: Mapping[str, Any] | None, schema: pa.Schema, tenant: str | None
 ) -> CompiledFilter | None:
@@ -65,8 +71,7 @@ def visible_filter(
     user = compile_filter(text, schema, params) if text else None
     if tenant is None:
         return user
-    if params and _PARAM in params:
-        raise InvalidArgument(f"filter parameter name {_PARAM!r} is reserved")
+    check_filter_params(params)
     clause = f"array_contains({TENANTS_COLUMN}, :{_PARAM})"
     combined = f"({text}) AND {clause}" if text else clause
     return compile_filter(combined, schema, {**(params or {}), _PARAM: tenant})

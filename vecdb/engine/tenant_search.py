@@ -15,8 +15,8 @@ Plans reported in ``res.stats["plans"]``: ``tenant-index`` (descent of T's sub-t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -27,11 +27,26 @@ from vecdb.engine import planner
 MAX_FRACTION = 0.2
 
 
-class TenantScope(NamedTuple):
-    """The tenant a search is confined to, and the user's filter without the tenant clause."""
+class TenantScope:
+    """The tenant a search is confined to: its name, the user's filter without the tenant clause
+    (for segments searched through their tenant index) and, compiled only when a segment or the
+    memtable needs it, the whole visibility filter (the user's AND "tenant in tenants"): with
+    thousands of tenants that compile would otherwise miss its cache on most calls."""
 
-    name: str
-    user_filter: Any  # vecdb.filter.evaluate.CompiledFilter | None
+    __slots__ = ("_compile", "_visible", "name", "user_filter")
+
+    def __init__(self, name: str, user_filter: Any, compile_visible: Callable[[], Any]) -> None:
+        self.name = name
+        self.user_filter = user_filter  # vecdb.filter.evaluate.CompiledFilter | None
+        self._compile = compile_visible
+        self._visible: Any = None
+
+    @property
+    def visible(self) -> Any:
+        """The compiled visibility filter (never None: it always holds the tenant clause)."""
+        if self._visible is None:
+            self._visible = self._compile()
+        return self._visible
 
 
 def routed(segment: Any, tenant: str) -> bool:

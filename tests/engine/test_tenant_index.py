@@ -9,9 +9,9 @@ import vecdb
 from vecdb.engine.database import Database
 from vecdb.engine.store import StoreOptions
 
-N, DIM, K = 8000, 16, 10
-# "mid" holds 1,300 rows (16% of the segment, above the index's exact threshold: the tree is used),
-# "big" 3,000 (37%: it keeps the shared index + mask), s0..s46 about 80 rows each (scanned exactly).
+N, DIM, K = 16000, 16, 10
+# "mid" holds 1,300 rows (8% of the segment, above the index's exact threshold: the tree is used),
+# "big" 3,000 (19%: it keeps the shared index + mask), s0..s46 about 250 rows each (scanned exactly).
 OPTIONS = StoreOptions(index_min_rows=256, background=False)
 
 

@@ -203,8 +203,14 @@ class BEBRQuantizer(Quantizer):
         by at most scan_scale / 2), for 3-8x less time; shortlists from it are re-ranked."""
         n = layout.a.shape[0]
         sums = kernels.pq4_fastscan(prepared.scan_lut, layout.packed, n)
-        ip = prepared.scan_bias + prepared.scan_scale * sums.astype(np.float32)  # minus <g, y^>, estimated
-        return (prepared.const + layout.b + np.float32(prepared.scale) * layout.a * ip).astype(np.float32)
+        # const + b + scale * a * (bias + step * sums), in place: this epilogue costs as much as the
+        # scan itself when written as a chain of temporaries
+        out = sums * np.float32(prepared.scale * prepared.scan_scale)
+        out += np.float32(prepared.scale * prepared.scan_bias)
+        out *= layout.a
+        out += layout.b
+        out += np.float32(prepared.const)
+        return out
 
     @staticmethod
     def _scan_table(values: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -117,7 +117,7 @@ def test_layout_paths_and_names(tmp_path: Path) -> None:
     assert layout.sidecar_path("docs", 12, "del").name == "000000000012.del"
     assert layout.wal_dir("docs") == tmp_path / "collections" / "docs" / "wal"
     assert layout.lock_file == tmp_path / "LOCK" and layout.catalog_dir == tmp_path / "catalog"
-    for bad in ["", "a" * 65, "../x", "a/b", "a b", "é", "a\x00", "a\n", "."]:
+    for bad in ["", "a" * 65, "../x", "a/b", "a b", "é", "a\x00", "a\n", ".", "con", "NUL", "Com1", "lpt9"]:
         with pytest.raises(InvalidArgument):
             validate_name(bad)
     for bad_suffix in ["", "../x", "a/b", "arrow"]:
@@ -126,6 +126,7 @@ def test_layout_paths_and_names(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument):
         layout.segment_path("docs", -1)
     assert validate_name("A-z_09") == "A-z_09"
+    assert validate_name("console") == "console" and validate_name("com10") == "com10"
 
 
 def test_lock_in_the_same_process(tmp_path: Path) -> None:

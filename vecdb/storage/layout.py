@@ -20,6 +20,9 @@ from vecdb.errors import InvalidArgument
 FORMAT_VERSION = 1
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Device names Windows refuses as file names in any case: a data directory holding one could not be
+# copied there, so such a collection name is refused everywhere.
+_RESERVED = frozenset(["con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))])
 _SUFFIX_RE = re.compile(r"[A-Za-z0-9_-]{1,32}(\.[A-Za-z0-9_-]{1,32})?")
 
 
@@ -36,6 +39,8 @@ def validate_name(name: str) -> str:
         raise InvalidArgument(
             f"collection name {name!r} contains {bad!r}: only letters, digits, '_' and '-' are allowed"
         )
+    if name.lower() in _RESERVED:
+        raise InvalidArgument(f"collection name {name!r} is a reserved device name on Windows file systems")
     return name
 
 

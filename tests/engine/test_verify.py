@@ -58,3 +58,20 @@ def test_damaged_wal_is_reported(tmp_path):
     report = verify_directory(data)
     assert not report.ok
     assert any(".wal" in line for line in report.errors), report.errors
+
+
+def test_damaged_catalog_metadata_files_warn(tmp_path):
+    """IDENTITY and rocksdict-config.json hold no stored data and carry no checksum of their own:
+    verify compares them with what vecdb recorded and expects, and warns on any change."""
+    data = make_directory(tmp_path / "data")
+    assert verify_directory(data).warnings == []
+    config = data / "catalog" / "rocksdict-config.json"
+    config.write_bytes(config.read_bytes().replace(b"true", b"trve"))
+    identity = data / "catalog" / "IDENTITY"
+    raw = bytearray(identity.read_bytes())
+    raw[0] ^= 0x02
+    identity.write_bytes(bytes(raw))
+    report = verify_directory(data)
+    assert report.ok  # nothing stored is damaged
+    assert any("rocksdict-config.json is damaged" in w for w in report.warnings), report.warnings
+    assert any("IDENTITY" in w and "differs" in w for w in report.warnings), report.warnings

@@ -145,6 +145,21 @@ def test_empty_log_continues_after_the_manifest_lsn(tmp_path: Path) -> None:
     wal.close()
 
 
+def test_last_file_cut_to_nothing_is_reported_as_a_torn_tail(tmp_path: Path) -> None:
+    """Files are created at their first append, so an empty last file is a tail cut at offset 0:
+    recovery goes on from the previous file and says so (verify shows it as a torn tail)."""
+    _fill(tmp_path, 30, file_bytes=1000)
+    last = sorted(tmp_path.glob("*.wal"))[-1]
+    first_lsn = int(last.name[:-4])
+    assert check_log(tmp_path).torn_tail is None
+    last.write_bytes(b"")
+    assert check_log(tmp_path).torn_tail == (last, 0)
+    wal, recs = _open(tmp_path)
+    assert wal.torn_tail == (last, 0) and recs[-1].lsn == first_lsn - 1
+    assert wal.append(1, b"next") == first_lsn  # the log continues where the damage cut it
+    wal.close()
+
+
 def test_truncation_at_every_byte_of_the_last_record(tmp_path: Path) -> None:
     src = tmp_path / "src"
     _fill(src, 6)

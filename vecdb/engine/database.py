@@ -53,6 +53,7 @@ class Database:
         self._dir_lock.acquire()
         try:
             self.catalog = Catalog(self.layout.catalog_dir)
+            self.catalog.record_identity()
         except BaseException:
             self._dir_lock.release()
             raise

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vecdb.errors import DataLoss, VecdbError
 from vecdb.storage.arrayfile import read_array_file
-from vecdb.storage.catalog import Catalog
+from vecdb.storage.catalog import IDENTITY_KEY, Catalog, metadata_problems, read_metadata_files
 from vecdb.storage.layout import DataDirLayout
 from vecdb.storage.lock import DirectoryLock
 from vecdb.storage.segment import open_segment
@@ -41,6 +41,7 @@ def verify_directory(root: Path | str) -> Report:
         report.errors.append(f"{layout.catalog_dir}: no catalog: not a vecdb data directory")
         return report
     with DirectoryLock(layout.lock_file):
+        metadata = read_metadata_files(layout.catalog_dir)  # before opening rewrites one of them
         try:
             catalog = Catalog(layout.catalog_dir)
         except VecdbError as exc:
@@ -48,6 +49,8 @@ def verify_directory(root: Path | str) -> Report:
             return report
         try:
             report.checked.append(f"catalog: {catalog.verify()} keys")
+            report.warnings.extend(f"catalog: {problem} (metadata only: no stored data depends on it)"
+                                   for problem in metadata_problems(metadata, catalog.get(IDENTITY_KEY)))
             for name in catalog.list_collections():
                 _verify_collection(layout, catalog, name, report)
         finally:

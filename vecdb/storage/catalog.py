@@ -21,6 +21,39 @@ from vecdb.storage.layout import validate_name
 
 COLLECTION_PREFIX = "collection/"
 MANIFEST_PREFIX = "manifest/"
+# RocksDB's IDENTITY (the database id) as it was when vecdb first opened the catalog; its copy here
+# is covered by block checksums, the file itself by nothing.
+IDENTITY_KEY = "meta/identity"
+# What rocksdict writes to rocksdict-config.json for Options(raw_mode=True) without prefix extractors.
+ROCKSDICT_CONFIG = {"raw_mode": True, "prefix_extractors": {}}
+
+
+def read_metadata_files(path: Path | str) -> dict[str, bytes | None]:
+    """The bytes of the catalog's two unchecksummed metadata files (None where missing): read them
+    before opening the catalog, which rewrites rocksdict-config.json."""
+    path = Path(path)
+    return {name: (path / name).read_bytes() if (path / name).exists() else None
+            for name in ("IDENTITY", "rocksdict-config.json")}
+
+
+def metadata_problems(files: dict[str, bytes | None], recorded: dict[str, Any] | None) -> list[str]:
+    """What is wrong with ``read_metadata_files``'s bytes: rocksdict-config.json must decode to
+    ``ROCKSDICT_CONFIG``; IDENTITY must equal the copy recorded under ``IDENTITY_KEY`` (if any).
+    Neither file holds stored data, so these are warnings: RocksDB and rocksdict rewrite them."""
+    problems = []
+    config = files.get("rocksdict-config.json")
+    if config is not None:
+        try:
+            ok = json.loads(config) == ROCKSDICT_CONFIG
+        except (ValueError, UnicodeDecodeError):
+            ok = False
+        if not ok:
+            problems.append(f"rocksdict-config.json is damaged: {config[:80]!r}")
+    identity = files.get("IDENTITY")
+    if recorded is not None and (identity is None or identity.decode("utf-8", "replace").strip() != recorded.get("id")):
+        problems.append(f"IDENTITY {identity[:80] if identity else None!r} differs from the id recorded at creation "
+                        f"({recorded.get('id')!r})")
+    return problems
 
 
 def _rocks_error(path: Path, what: str, exc: Exception) -> Exception:
@@ -75,6 +108,12 @@ class Catalog:
             self.get(key)
             count += 1
         return count
+
+    def record_identity(self) -> None:
+        """Keep a checksummed copy of RocksDB's IDENTITY file (once; for ``metadata_problems``)."""
+        identity = self.path / "IDENTITY"
+        if self.get(IDENTITY_KEY) is None and identity.exists():
+            self.commit({IDENTITY_KEY: {"id": identity.read_text(errors="replace").strip()}})
 
     # ---- generic access ---------------------------------------------------------------------------
 

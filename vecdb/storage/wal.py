@@ -158,6 +158,11 @@ class WriteAheadLog:
                 if lsn > after_lsn:
                     yield WalRecord(lsn, kind, data[off + HEADER_BYTES : end])
                 prev, expected, off = lsn, lsn + 1, end
+            if not data and i == len(found) - 1 and self.torn_tail is None:
+                # Files are created at their first append, so an empty one is a tail cut at offset
+                # 0: a crash as it was created (nothing acknowledged) or a truncation (records lost).
+                self.torn_tail = (path, 0)
+                log.warning("%s: empty log file: a crash as it was created, or truncated to nothing", path)
             self._files.append(_LogFile(first_lsn, path, len(data)))
             self._records_in_tail = expected - first_lsn
         self._finish_recovery(max(prev or 0, after_lsn))

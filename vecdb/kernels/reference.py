@@ -183,10 +183,13 @@ def bitplane_fastscan_lut(query: np.ndarray, code_weights: np.ndarray) -> tuple[
     groups = (q.shape[0] + 3) // 4
     padded = np.zeros(groups * 4, dtype=np.float64)
     padded[: q.shape[0]] = q
-    nibble_bits = ((np.arange(16)[:, None] >> np.arange(4)[None, :]) & 1).astype(np.float64)  # (16, 4)
-    sums = padded.reshape(groups, 4) @ nibble_bits.T  # (G, 16): query mass under each nibble value
-    lut = (-2.0 * cw[:, None, None] * sums[None, :, :]).reshape(cw.shape[0] * groups, 16)
+    sums = padded.reshape(groups, 4) @ _NIBBLE_BITS_T  # (G, 16): query mass under each nibble value
+    lut = np.multiply.outer(-2.0 * cw, sums).reshape(cw.shape[0] * groups, 16)
     return lut.astype(np.float32), float(q.sum() * cw.sum())
+
+
+# (4, 16): bit t of nibble value c, for bitplane_fastscan_lut
+_NIBBLE_BITS_T = ((np.arange(16)[None, :] >> np.arange(4)[:, None]) & 1).astype(np.float64)
 
 
 def pq_adc(lut: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -225,13 +228,13 @@ def quantize_lut(lut: np.ndarray) -> tuple[np.ndarray, float, float]:
     """
     lut = lut.astype(np.float64)
     mins = lut.min(axis=1)
-    spans = lut.max(axis=1) - mins
+    shifted = lut - mins[:, None]  # >= 0 exactly; its maximum is the widest sub-quantizer's span
     m = lut.shape[0]
-    top = max(float(spans.max()), 1e-30)
-    levels = min(255.0, np.floor(65535.0 / m))
+    top = max(float(shifted.max()), 1e-30)
+    levels = min(255.0, float(65535 // m))
     scale = top / levels
-    q = np.clip(np.rint((lut - mins[:, None]) / scale), 0, 255).astype(np.uint8)
-    return q, float(scale), float(mins.sum())
+    q = np.rint(shifted / scale, out=shifted)  # in [0, levels]: no clipping needed
+    return q.astype(np.uint8), float(scale), float(mins.sum())
 
 
 def pq4_fastscan(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> np.ndarray:

@@ -180,10 +180,11 @@ class BEBRQuantizer(Quantizer):
             table = self._scan_table(g, alphas)
             return BEBRQuery(mode, const, scale, *table, lut=kernels.bitplane_lut(g), query_sum=float(g.sum()))
         signs, recon = binarize(y, alphas)
-        weights = (alphas * pn * gamma(y, recon)[0]).astype(np.float32)
-        planes = pack_planes(signs)[0]
-        table = self._scan_table(kernels.bitplane_decode(planes, weights, self.dim_out), alphas)
-        return BEBRQuery(mode, const, scale, *table, planes=planes, weights=weights)
+        factor = pn * float(gamma(y, recon)[0])
+        weights = (alphas * factor).astype(np.float32)
+        # the code's values sum_t weights_t * (+-1) are recon scaled (what bitplane_decode would give)
+        table = self._scan_table(recon[0] * np.float32(factor), alphas)
+        return BEBRQuery(mode, const, scale, *table, planes=pack_planes(signs)[0], weights=weights)
 
     def distances(self, prepared: BEBRQuery, codes: np.ndarray) -> np.ndarray:
         """Estimated distances (n,) float32 from a prepared query to stored codes, through the exact

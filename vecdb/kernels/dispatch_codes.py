@@ -122,14 +122,7 @@ def pq_adc(lut: np.ndarray, codes: np.ndarray) -> np.ndarray:
 def pq4_fastscan(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> np.ndarray:
     """lut_u8: (m, 16) uint8, packed: (ceil(n/32), m, 16) uint8 fast-scan layout of n rows
     -> (n,) uint16 sums (wrapping modulo 2^16, as the reference)."""
-    packed = stored(packed, "packed", np.uint8, 3)
-    nblocks, m, width = packed.shape
-    if width != 16:
-        raise ValueError(f"packed must have shape (nblocks, m, 16), got {packed.shape}")
-    n = check_int(n, "n", 0)
-    if nblocks != (n + 31) // 32:
-        raise ValueError(f"packed holds {nblocks} blocks of 32 rows; n = {n} needs {(n + 31) // 32}")
-    table = code_vector(lut_u8, "lut_u8", np.uint8, (m, 16))
+    table, packed, n = _fastscan_inputs(lut_u8, packed, n)
     out = np.empty(n, dtype=np.uint16)
     if n == 0:
         return out
@@ -144,6 +137,16 @@ def pq4_fastscan(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _fastscan_inputs(lut_u8: np.ndarray, packed: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validated (table, packed, n) of a 4-bit fast scan over n rows."""
+    packed = stored(packed, "packed", np.uint8, 3)
+    nblocks, m, width = packed.shape
+    if width != 16:
+        raise ValueError(f"packed must have shape (nblocks, m, 16), got {packed.shape}")
+    n = check_int(n, "n", 0)
+    if nblocks != (n + 31) // 32:
+        raise ValueError(f"packed holds {nblocks} blocks of 32 rows; n = {n} needs {(n + 31) // 32}")
+    return code_vector(lut_u8, "lut_u8", np.uint8, (m, 16)), packed, n
 
 
 def pq4_fastscan_topk(
@@ -152,15 +155,8 @@ def pq4_fastscan_topk(
     """``topk(pq4_fastscan(lut_u8, packed, n), k, mask)`` in one pass: (indices (k,) int64, sums
     (k,) float32), ascending, ties by index, padded -1 / +inf. The C kernel filters each chunk of
     sums while it is still in L1 and never writes the n sums out."""
-    packed = stored(packed, "packed", np.uint8, 3)
-    nblocks, m, width = packed.shape
-    if width != 16:
-        raise ValueError(f"packed must have shape (nblocks, m, 16), got {packed.shape}")
-    n = check_int(n, "n", 0)
-    if nblocks != (n + 31) // 32:
-        raise ValueError(f"packed holds {nblocks} blocks of 32 rows; n = {n} needs {(n + 31) // 32}")
+    table, packed, n = _fastscan_inputs(lut_u8, packed, n)
     k = check_int(k, "k", 0)
-    table = code_vector(lut_u8, "lut_u8", np.uint8, (m, 16))
     row_mask = None if mask is None else _mask_u8(mask, (n,))
     st = state()
     b = st.backend["pq4_fastscan_topk"]

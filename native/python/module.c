@@ -432,11 +432,13 @@ PyDoc_STRVAR(topk_doc,
              "(distance, index); NaN and masked entries never selected; padded with -1 / +inf. Returns the number "
              "filled.");
 
-static PyObject *py_topk(PyObject *self, PyObject *args, PyObject *kw) {
+/* topk and topk_u16: the same arguments and checks; `kind` is the distances' dtype (float32 or
+ * uint16), which picks the kernel. */
+static PyObject *topk_call(PyObject *args, PyObject *kw, const char *format, const elem_kind *kind) {
     PyObject *od, *om, *oi, *ood;
     long long k;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLOOO:topk", KW("distances", "k", "mask", "out_idx", "out_dist"), &od,
-                                     &k, &om, &oi, &ood))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, format, KW("distances", "k", "mask", "out_idx", "out_dist"), &od, &k,
+                                     &om, &oi, &ood))
         return NULL;
     if (k < 0) {
         PyErr_Format(PyExc_ValueError, "k must be >= 0, got %lld", k);
@@ -444,7 +446,7 @@ static PyObject *py_topk(PyObject *self, PyObject *args, PyObject *kw) {
     }
     held_buffers held = {.count = 0};
     Py_buffer *d, *m = NULL, *idx, *dist;
-    if (!(d = get_array(&held, od, "distances", &K_F32, 1, 0)) ||
+    if (!(d = get_array(&held, od, "distances", kind, 1, 0)) ||
         (om != Py_None && !(m = get_array(&held, om, "mask", &K_MASK, 1, 0))) ||
         !(idx = get_array(&held, oi, "out_idx", &K_I64, 1, 1)) ||
         !(dist = get_array(&held, ood, "out_dist", &K_F32, 1, 1)) ||
@@ -452,9 +454,13 @@ static PyObject *py_topk(PyObject *self, PyObject *args, PyObject *kw) {
         expect_dim(idx, "out_idx", 0, (Py_ssize_t)k, "k") || expect_dim(dist, "out_dist", 0, (Py_ssize_t)k, "k"))
         goto fail;
     const vdb_kernel_table *t = vdb_active_table();
+    const uint8_t *mask = m ? m->buf : NULL;
     int64_t filled;
     Py_BEGIN_ALLOW_THREADS
-    filled = t->topk(d->buf, m ? m->buf : NULL, d->shape[0], k, idx->buf, dist->buf);
+    if (kind == &K_U16)
+        filled = vdb_topk_u16(d->buf, mask, d->shape[0], k, idx->buf, dist->buf);
+    else
+        filled = t->topk(d->buf, mask, d->shape[0], k, idx->buf, dist->buf);
     Py_END_ALLOW_THREADS
     release_all(&held);
     return PyLong_FromLongLong(filled);
@@ -463,38 +469,16 @@ fail:
     return NULL;
 }
 
+static PyObject *py_topk(PyObject *self, PyObject *args, PyObject *kw) {
+    return topk_call(args, kw, "OLOOO:topk", &K_F32);
+}
+
 PyDoc_STRVAR(topk_u16_doc,
              "topk_u16(distances, k, mask, out_idx, out_dist) -> int\n\nAs topk for (n,) uint16 distances (the fast "
              "scan's sums); out_dist receives them as float32.");
 
 static PyObject *py_topk_u16(PyObject *self, PyObject *args, PyObject *kw) {
-    PyObject *od, *om, *oi, *ood;
-    long long k;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OLOOO:topk_u16", KW("distances", "k", "mask", "out_idx", "out_dist"),
-                                     &od, &k, &om, &oi, &ood))
-        return NULL;
-    if (k < 0) {
-        PyErr_Format(PyExc_ValueError, "k must be >= 0, got %lld", k);
-        return NULL;
-    }
-    held_buffers held = {.count = 0};
-    Py_buffer *d, *m = NULL, *idx, *dist;
-    if (!(d = get_array(&held, od, "distances", &K_U16, 1, 0)) ||
-        (om != Py_None && !(m = get_array(&held, om, "mask", &K_MASK, 1, 0))) ||
-        !(idx = get_array(&held, oi, "out_idx", &K_I64, 1, 1)) ||
-        !(dist = get_array(&held, ood, "out_dist", &K_F32, 1, 1)) ||
-        (m && expect_dim(m, "mask", 0, d->shape[0], "len(distances)")) ||
-        expect_dim(idx, "out_idx", 0, (Py_ssize_t)k, "k") || expect_dim(dist, "out_dist", 0, (Py_ssize_t)k, "k"))
-        goto fail;
-    int64_t filled;
-    Py_BEGIN_ALLOW_THREADS
-    filled = vdb_topk_u16(d->buf, m ? m->buf : NULL, d->shape[0], k, idx->buf, dist->buf);
-    Py_END_ALLOW_THREADS
-    release_all(&held);
-    return PyLong_FromLongLong(filled);
-fail:
-    release_all(&held);
-    return NULL;
+    return topk_call(args, kw, "OLOOO:topk_u16", &K_U16);
 }
 
 PyDoc_STRVAR(pq4_fastscan_topk_doc,

@@ -130,6 +130,31 @@ int64_t vdb_topk_u16(const uint16_t *dist, const uint8_t *mask, int64_t n, int64
 int64_t vdb_pq4_fastscan_topk_u8(const uint8_t *lut, const uint8_t *packed, int64_t n, int64_t m,
                                  const uint8_t *mask, int64_t k, int64_t *out_idx, float *out_dist);
 
+/*
+ * One HNSW query's traversal: greedy descent from `entry` through layers max_level..1, then a
+ * best-first beam on layer 0 that keeps the ef closest allowed nodes. Graph layout as in
+ * vecdb/kernels/graph.py: layer 0 is links0 (n, width0) / counts0 (n,); node i's row for upper
+ * layer l is up_off[i] + l - 1 of links_up (rows, width_up) / counts_up. Neighbour ids outside
+ * [0, n_limit) are skipped. Rows are (n, d) float32 (modes L2_F32 / IP_F32: squared l2 / -dot)
+ * or uint8 codes (WL2_U8: sum w[j] (q[j] - code[j])^2; IP_U8: -sum q[j] code[j]); w is read in
+ * WL2_U8 only. allowed (n_allowed,) filters the results (n_allowed < 0: no filter; rows past
+ * its end count as disallowed); filtered-out nodes are still expanded. visited (>= n_limit)
+ * holds epoch tags: a node is visited when visited[i] == tag (the caller advances the tag).
+ * Writes the result max-heap to res_d/res_i (ef) and returns its size; cand_d/cand_i (cand_cap)
+ * and todo (max(width0, width_up)) are scratch. Returns -1 when the candidate heap would pass
+ * cand_cap (cand_cap >= n_limit never does): the caller retries with a new tag and more room.
+ */
+#define VDB_GRAPH_L2_F32 0
+#define VDB_GRAPH_IP_F32 1
+#define VDB_GRAPH_WL2_U8 2
+#define VDB_GRAPH_IP_U8 3
+int64_t vdb_hnsw_search(const float *q, const float *w, const void *rows, int64_t d, int64_t mode,
+                        const int32_t *links0, const int32_t *counts0, int64_t width0, const int32_t *up_off,
+                        const int32_t *links_up, const int32_t *counts_up, int64_t width_up, int64_t entry,
+                        int64_t max_level, int64_t n_limit, int64_t ef, const uint8_t *allowed, int64_t n_allowed,
+                        uint16_t *visited, int64_t tag, float *res_d, int32_t *res_i, float *cand_d,
+                        int32_t *cand_i, int64_t cand_cap, int32_t *todo);
+
 /* Function-pointer types of the kernels above (for ctypes / numba callers). */
 typedef void (*vdb_distances_f32_fn)(const float *, const float *, int64_t, int64_t, int, float *);
 typedef void (*vdb_distances_f32_at_fn)(const float *, const float *, const int64_t *, int64_t, int64_t, int,
@@ -150,6 +175,12 @@ typedef int64_t (*vdb_topk_f32_fn)(const float *, const uint8_t *, int64_t, int6
 typedef int64_t (*vdb_topk_u16_offer_fn)(const uint16_t *, const uint8_t *, int64_t, int64_t, int64_t, int64_t,
                                          int64_t *, float *);
 
+typedef int64_t (*vdb_hnsw_search_fn)(const float *, const float *, const void *, int64_t, int64_t, const int32_t *,
+                                     const int32_t *, int64_t, const int32_t *, const int32_t *, const int32_t *,
+                                     int64_t, int64_t, int64_t, int64_t, int64_t, const uint8_t *, int64_t,
+                                     uint16_t *, int64_t, float *, int32_t *, float *, int32_t *, int64_t,
+                                     int32_t *);
+
 /* One implementation of every kernel for one SIMD level. */
 typedef struct vdb_kernel_table {
     const char *name; /* "scalar" | "avx2" | "avx512" */
@@ -165,6 +196,7 @@ typedef struct vdb_kernel_table {
     vdb_pq4_fastscan_u8_fn pq4_fastscan;
     vdb_topk_f32_fn topk;
     vdb_topk_u16_offer_fn topk_u16_offer;
+    vdb_hnsw_search_fn hnsw_search;
 } vdb_kernel_table;
 
 /* CPU features, probed once (vdb_init) with __builtin_cpu_supports. */

@@ -596,7 +596,8 @@ static PyObject *py_function_pointers(PyObject *self, PyObject *unused) {
         !add_pointer(d, "bitplane_ip_asym", (uintptr_t)t->bitplane_ip_asym) ||
         !add_pointer(d, "pq_adc", (uintptr_t)t->pq_adc) || !add_pointer(d, "pq4_fastscan", (uintptr_t)t->pq4_fastscan) ||
         !add_pointer(d, "topk", (uintptr_t)t->topk) ||
-        !add_pointer(d, "topk_u16_offer", (uintptr_t)t->topk_u16_offer)) {
+        !add_pointer(d, "topk_u16_offer", (uintptr_t)t->topk_u16_offer) ||
+        !add_pointer(d, "hnsw_search", (uintptr_t)t->hnsw_search)) {
         Py_DECREF(d);
         return NULL;
     }

@@ -183,6 +183,34 @@ static int64_t topk_u16_offer(const uint16_t *dist, const uint8_t *mask, int64_t
     return size;
 }
 
+/* HNSW traversal (hnsw_search.h) on the portable row distances. */
+static inline float gs_row_dist(const float *q, const float *w, const void *rows, int64_t i, int64_t d, int mode) {
+    if (mode == VDB_GRAPH_L2_F32) return row_f32(q, (const float *)rows + i * d, d, VDB_METRIC_L2, NULL, NULL, 0.0);
+    if (mode == VDB_GRAPH_IP_F32) return row_f32(q, (const float *)rows + i * d, d, VDB_METRIC_IP, NULL, NULL, 0.0);
+    const uint8_t *x = (const uint8_t *)rows + i * d;
+    float a[4] = {0, 0, 0, 0};
+    int64_t j = 0;
+    if (mode == VDB_GRAPH_WL2_U8) {
+        for (; j + 4 <= d; j += 4)
+            for (int t = 0; t < 4; t++) {
+                float diff = q[j + t] - (float)x[j + t];
+                a[t] += w[j + t] * diff * diff;
+            }
+        for (; j < d; j++) {
+            float diff = q[j] - (float)x[j];
+            a[0] += w[j] * diff * diff;
+        }
+        return (a[0] + a[1]) + (a[2] + a[3]);
+    }
+    for (; j + 4 <= d; j += 4)
+        for (int t = 0; t < 4; t++) a[t] += q[j + t] * (float)x[j + t];
+    for (; j < d; j++) a[0] += q[j] * (float)x[j];
+    return -((a[0] + a[1]) + (a[2] + a[3]));
+}
+
+#define GS_ATTR
+#include "hnsw_search.h"
+
 void vdb_fill_scalar(vdb_kernel_table *t) {
     t->name = "scalar";
     t->level = VDB_LEVEL_SCALAR;
@@ -197,4 +225,5 @@ void vdb_fill_scalar(vdb_kernel_table *t) {
     t->pq4_fastscan = pq4_fastscan;
     t->topk = topk;
     t->topk_u16_offer = topk_u16_offer;
+    t->hnsw_search = hnsw_search;
 }

@@ -398,6 +398,50 @@ static T_AVX2 int64_t topk_u16_offer(const uint16_t *dist, const uint8_t *mask, 
     return size;
 }
 
+/* Codes j..j+7 of a uint8 row as float32. */
+AI_AVX2 __m256 widen8(const uint8_t *x, int64_t j) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(x + j))));
+}
+
+/* One uint8 chunk of the traversal distance: w (q - x)^2 for WL2_U8, q x for IP_U8. */
+AI_AVX2 __m256 u8_step(int mode, const float *q, const float *w, const uint8_t *x, int64_t j, __m256 acc) {
+    __m256 xv = widen8(x, j), qv = _mm256_loadu_ps(q + j);
+    if (mode == VDB_GRAPH_IP_U8) return _mm256_fmadd_ps(qv, xv, acc);
+    __m256 diff = _mm256_sub_ps(qv, xv);
+    return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(w + j), diff), diff, acc);
+}
+
+/* One row's traversal distance for hnsw_search.h. f32 rows reuse block(); uint8 codes are
+ * widened to float32 sixteen at a time into two accumulator chains that hide the FMA latency. */
+AI_AVX2 float gs_row_dist(const float *q, const float *w, const void *rows, int64_t i, int64_t d, int mode) {
+    if (mode == VDB_GRAPH_L2_F32 || mode == VDB_GRAPH_IP_F32) {
+        float out;
+        const void *row = (const float *)rows + i * d;
+        block(q, &row, 1, K_F32, mode == VDB_GRAPH_L2_F32 ? VDB_METRIC_L2 : VDB_METRIC_IP, NULL, NULL, d, 0.0, &out);
+        return out;
+    }
+    const uint8_t *x = (const uint8_t *)rows + i * d;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= d; j += 16) {
+        a0 = u8_step(mode, q, w, x, j, a0);
+        a1 = u8_step(mode, q, w, x, j + 8, a1);
+    }
+    if (j + 8 <= d) {
+        a0 = u8_step(mode, q, w, x, j, a0);
+        j += 8;
+    }
+    float s = hsum(_mm256_add_ps(a0, a1));
+    for (; j < d; j++) {
+        float diff = q[j] - (float)x[j];
+        s += mode == VDB_GRAPH_IP_U8 ? q[j] * (float)x[j] : w[j] * diff * diff;
+    }
+    return mode == VDB_GRAPH_IP_U8 ? -s : s;
+}
+
+#define GS_ATTR T_AVX2
+#include "hnsw_search.h"
+
 void vdb_fill_avx2(vdb_kernel_table *t) {
     t->name = "avx2";
     t->level = VDB_LEVEL_AVX2;
@@ -413,6 +457,7 @@ void vdb_fill_avx2(vdb_kernel_table *t) {
     t->pq4_fastscan = pq4_fastscan;
     t->topk = topk;
     t->topk_u16_offer = topk_u16_offer;
+    t->hnsw_search = hnsw_search;
 }
 
 #endif /* VDB_X86 */

@@ -26,7 +26,7 @@ import numpy as np
 
 from vecdb.config import HNSW
 from vecdb.index.base import VectorIndex
-from vecdb.kernels import graph
+from vecdb.kernels import dispatch, graph
 from vecdb.types import check_metric
 
 FORMAT_VERSION = 1
@@ -185,13 +185,15 @@ class HNSWIndex(VectorIndex):
         out_i = np.empty((nq, k), dtype=np.int64)
         out_d = np.empty((nq, k), dtype=np.float32)
         static = self._static_args(g)
+        native = dispatch.graph_search_pointer()
         if nq == 1 or not _PARALLEL.acquire(blocking=False):
             visited, epoch = _thread_visited(g.n)
             for t in range(nq):
-                graph.search_one(qs[t], *static, rerank_n, ef, mask, filtered, visited, epoch, out_i[t], out_d[t])
+                graph.search_one(qs[t], *static, native, rerank_n, ef, mask, filtered, visited, epoch,
+                                 out_i[t], out_d[t])
         else:
             try:
-                graph.search_many(qs, *static, rerank_n, ef, mask, filtered, _chunks(nq), out_i, out_d)
+                graph.search_many(qs, *static, native, rerank_n, ef, mask, filtered, _chunks(nq), out_i, out_d)
             finally:
                 _PARALLEL.release()
         return out_i, out_d

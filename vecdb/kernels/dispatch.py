@@ -68,6 +68,7 @@ class State:
         self.numba_error: str | None = None
         self.forced = "auto"
         self.backend: dict[str, str] = {}
+        self.graph_search: int | None = None  # address of the active C HNSW traversal, once asked
         # numba decodes fp16 with the F16C instruction when the host has it, else by table
         self.f16c = bool(_host_cpu_features().get("f16c"))
 
@@ -140,6 +141,7 @@ def set_simd_level(name: str) -> str | None:
     if native is None:
         return None
     native.set_simd_level(name)
+    state().graph_search = None  # the pointer belongs to the previous level's table
     return str(native.simd_level())
 
 
@@ -150,6 +152,15 @@ def function_pointers() -> dict[str, int]:
     if native is None or not hasattr(native, "function_pointers"):
         return {}
     return {str(k): int(v) for k, v in native.function_pointers().items()}
+
+
+def graph_search_pointer() -> int:
+    """Address of the active level's C HNSW traversal (``vdb_hnsw_search_fn``), or 0 when the C
+    module is not in use, which sends ``kernels.graph`` to its numba traversal."""
+    st = state()
+    if st.graph_search is None:
+        st.graph_search = int(function_pointers().get("hnsw_search", 0)) if st.native is not None else 0
+    return st.graph_search
 
 
 def _host_cpu_features() -> dict[str, bool]:

@@ -58,6 +58,37 @@ def prefetch_row(typingctx, arr, i, nlines):  # type: ignore[no-untyped-def]
     return sig, codegen
 
 
+@intrinsic
+def call_native(typingctx, fnptr, args):  # type: ignore[no-untyped-def]
+    """Call the C function at address ``fnptr`` with ``args``, a tuple whose arrays are passed as
+    their data pointers and whose integers and booleans as int64; returns the C int64 result.
+
+    The address is a run-time value, so functions that use this stay cacheable (a ctypes
+    binding would bake the address into the compiled code)."""
+    for ty in args:
+        if not isinstance(ty, (types.Array, types.Integer, types.Boolean)):
+            raise TypeError(f"call_native passes arrays and integers only, got {ty}")
+    sig = types.int64(fnptr, args)
+
+    def codegen(context, builder, signature, llargs):  # type: ignore[no-untyped-def]
+        address, packed = llargs
+        tupty = signature.args[1]
+        i8p, i64 = ir.IntType(8).as_pointer(), ir.IntType(64)
+        values, ctypes_ = [], []
+        for ty, value in zip(tupty, cgutils.unpack_tuple(builder, packed, len(tupty)), strict=True):
+            if isinstance(ty, types.Array):
+                values.append(builder.bitcast(context.make_array(ty)(context, builder, value).data, i8p))
+                ctypes_.append(i8p)
+            else:
+                values.append(context.cast(builder, value, ty, types.int64))
+                ctypes_.append(i64)
+        fnty = ir.FunctionType(i64, ctypes_)
+        target = builder.inttoptr(context.cast(builder, address, signature.args[0], types.int64), fnty.as_pointer())
+        return builder.call(target, values)
+
+    return sig, codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _row_lines(data: np.ndarray) -> np.intp:
     return min((data.shape[1] * data.itemsize + 63) // 64, _PREFETCH_LINES)
@@ -280,6 +311,31 @@ def beam(q, w, data, dmode, layer, links0, counts0, up_off, links_up, counts_up,
     return res_d, res_i, rsz
 
 
+@njit(cache=True, nogil=True)
+def native_traverse(native, q, w, data, dmode, links0, counts0, up_off, links_up, counts_up, entry, max_level,
+                    n_limit, ef, allowed, filtered, visited, epoch, tag):
+    """Greedy descent + layer-0 beam in C (``vdb_hnsw_search``); returns what ``beam`` returns.
+
+    The candidate heap starts at max(2 ef, 64) entries; the rare search that needs more (a
+    selective mask) is rerun with room for every node."""
+    cmode = dmode if data.itemsize == 4 else (2 if dmode == WL2 else 3)  # VDB_GRAPH_* of the C header
+    res_d = np.empty(ef, np.float32)
+    res_i = np.empty(ef, np.int32)
+    todo = np.empty(max(links0.shape[1], links_up.shape[1]), np.int32)
+    n_allowed = allowed.shape[0] if filtered else -1
+    cap = max(2 * ef, 64)
+    while True:
+        cd = np.empty(cap, np.float32)
+        ci = np.empty(cap, np.int32)
+        rsz = call_native(native, (q, w, data, q.shape[0], cmode, links0, counts0, links0.shape[1], up_off,
+                                   links_up, counts_up, links_up.shape[1], entry, max_level, n_limit, ef,
+                                   allowed, n_allowed, visited, tag, res_d, res_i, cd, ci, cap, todo))
+        if rsz >= 0:
+            return res_d, res_i, rsz
+        tag = next_tag(visited, epoch)
+        cap = n_limit + 1
+
+
 # --- queries -------------------------------------------------------------------------------------
 
 
@@ -307,25 +363,31 @@ def prepare_query(q, tmode, scale, offset, normalize, qn, qt):
 
 @njit(cache=True, nogil=True, fastmath=FAST)
 def query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up, counts_up,
-          entry, max_level, n_limit, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d):
+          entry, max_level, n_limit, native, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d):
     """One k-NN query; fills out_i (k,) int64 / out_d (k,) float32 (padded -1 / +inf).
 
     With rerank_n > 0 the traversal ran on codes: the best rerank_n candidates are re-scored with
     exact distances on ``vecs`` (mode ``emode``) before the top k are kept. ``shift`` is added to
-    every returned distance (1 for cosine, scored as -dot of unit vectors).
+    every returned distance (1 for cosine, scored as -dot of unit vectors). ``native``: the address
+    of the C traversal (``dispatch.graph_search_pointer``), or 0 to traverse here in numba.
     """
     out_i[:] = -1
     out_d[:] = np.inf
     if entry < 0 or n_limit <= 0:
         return
     tag = next_tag(visited, epoch)
-    cur = entry
-    cur_d = _dist(qt, w, trav, cur, dmode)
-    for layer in range(max_level, 0, -1):
-        cur, cur_d = greedy(qt, w, trav, dmode, layer, links0, counts0, up_off, links_up, counts_up,
-                            cur, cur_d, n_limit)
-    res_d, res_i, rsz = beam(qt, w, trav, dmode, 0, links0, counts0, up_off, links_up, counts_up,
-                             cur, cur_d, ef, n_limit, allowed, filtered, visited, tag)
+    if native != 0:
+        res_d, res_i, rsz = native_traverse(native, qt, w, trav, dmode, links0, counts0, up_off, links_up,
+                                            counts_up, entry, max_level, n_limit, ef, allowed, filtered, visited,
+                                            epoch, tag)
+    else:
+        cur = entry
+        cur_d = _dist(qt, w, trav, cur, dmode)
+        for layer in range(max_level, 0, -1):
+            cur, cur_d = greedy(qt, w, trav, dmode, layer, links0, counts0, up_off, links_up, counts_up,
+                                cur, cur_d, n_limit)
+        res_d, res_i, rsz = beam(qt, w, trav, dmode, 0, links0, counts0, up_off, links_up, counts_up,
+                                 cur, cur_d, ef, n_limit, allowed, filtered, visited, tag)
     order = np.argsort(res_d[:rsz])
     k = out_i.shape[0]
     if rerank_n > 0:
@@ -349,19 +411,19 @@ def query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, l
 
 @njit(cache=True, nogil=True)
 def search_one(q, tmode, scale, offset, normalize, shift, w, trav, dmode, vecs, emode,
-               links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit,
+               links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit, native,
                rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d):
     """One query (d,) float32 -> out_i (k,) / out_d (k,), on the caller's visited array."""
     qn = np.empty(q.shape[0], np.float32)
     qt = np.empty(q.shape[0], np.float32)
     prepare_query(q, tmode, scale, offset, normalize, qn, qt)
     query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up, counts_up,
-          entry, max_level, n_limit, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d)
+          entry, max_level, n_limit, native, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d)
 
 
 @njit(cache=True, nogil=True, parallel=True)
 def search_many(qs, tmode, scale, offset, normalize, shift, w, trav, dmode, vecs, emode,
-                links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit,
+                links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit, native,
                 rerank_n, ef, allowed, filtered, nchunks, out_i, out_d):
     """A batch of queries (nq, d) split over threads, each chunk with its own visited array."""
     nq = qs.shape[0]
@@ -373,8 +435,8 @@ def search_many(qs, tmode, scale, offset, normalize, shift, w, trav, dmode, vecs
         for t in range(c, nq, nchunks):
             prepare_query(qs[t], tmode, scale, offset, normalize, qn, qt)
             query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up,
-                  counts_up, entry, max_level, n_limit, rerank_n, ef, allowed, filtered, visited, epoch,
-                  out_i[t], out_d[t])
+                  counts_up, entry, max_level, n_limit, native, rerank_n, ef, allowed, filtered, visited,
+                  epoch, out_i[t], out_d[t])
 
 
 # --- construction --------------------------------------------------------------------------------

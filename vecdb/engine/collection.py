@@ -364,7 +364,7 @@ class Collection:
         return sorted(names)
 
     def _check_include(self, include: Sequence[str] | str | None) -> tuple[str, ...]:
-        if include is None:
+        if include is None or (type(include) is tuple and not include):  # the default: nothing to check
             return ()
         if isinstance(include, str):
             include = (include,)
@@ -462,15 +462,40 @@ def _vectors_from_column(column: Any) -> np.ndarray:
     raise InvalidArgument(f"vector column must be a list of floats, got {column.type}")
 
 
+_SEARCH_PARAMS = frozenset({"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats",
+                            "plan", "tenant_ef"})
+# Validated search params by (name, type, value) items: a caller passes the same few dicts on every query.
+_CHECKED_PARAMS: dict[tuple, dict[str, Any]] = {}
+
+
 def _check_params(params: Mapping[str, Any] | None) -> dict[str, Any]:
-    if params is None:
-        return {}
+    if not params:
+        if params is None or isinstance(params, Mapping):
+            return {}
+        raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
+    if type(params) is dict:
+        try:
+            key = tuple((k, type(v), v) for k, v in params.items())
+            cached = _CHECKED_PARAMS.get(key)
+        except TypeError:  # an unhashable value: validated (and rejected) below
+            key, cached = None, None
+        if cached is not None:
+            return dict(cached)
+        checked = _validate_params(params)
+        if key is not None:
+            if len(_CHECKED_PARAMS) >= 256:
+                _CHECKED_PARAMS.clear()
+            _CHECKED_PARAMS[key] = checked
+        return dict(checked)
+    return _validate_params(params)
+
+
+def _validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
     if not isinstance(params, Mapping):
         raise InvalidArgument(f"params must be a mapping, got {type(params).__name__}")
     out: dict[str, Any] = {}
     for key, value in params.items():
-        if key not in {"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch", "exact", "stats", "plan",
-                       "tenant_ef"}:
+        if key not in _SEARCH_PARAMS:
             raise InvalidArgument(f"unknown search param {key!r}")
         if key in ("exact", "stats", "prefetch"):
             out[key] = bool(value)

@@ -61,8 +61,9 @@ def choose(index: Any, n_rows: int, matching: int, filtered: bool, params: Mappi
 def all_filled(offsets: np.ndarray, want: int) -> bool:
     """Whether every query got ``want`` results. Results are sorted with the padding (-1) last, so
     column want-1 tells; a scalar read for one query keeps the per-call path cheap."""
-    column = offsets[:, want - 1]
-    return bool(column[0] >= 0) if column.shape[0] == 1 else bool(column.min() >= 0)
+    if offsets.shape[0] == 1:
+        return offsets.item(0, want - 1) >= 0
+    return bool(offsets[:, want - 1].min() >= 0)
 
 
 def run(

@@ -164,7 +164,9 @@ def _search_segment(
 def _to_ids(ids: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Row offsets (-1 = padding) -> the user's ids (-1 kept)."""
     out = ids.take(offsets, mode="clip")
-    out[offsets < 0] = -1
+    # Padding sorts last, so the last column says whether there is any (one read for one query).
+    if offsets.size and (offsets.item(0, -1) < 0 if offsets.shape[0] == 1 else offsets[:, -1].min() < 0):
+        out[offsets < 0] = -1
     return out
 
 

@@ -36,6 +36,7 @@ _ONES_CACHE: dict[int, np.ndarray] = {}
 # numba's default (workqueue) threading layer must not run two parallel regions at once.
 _PARALLEL = threading.Lock()
 _TLS = threading.local()
+_F32 = np.dtype(np.float32)
 _VALIDATION_ERRORS = {
     1: "array lengths disagree",
     2: "a neighbour count is outside 0..capacity",
@@ -157,7 +158,7 @@ class HNSWIndex(VectorIndex):
         """
         g = self._g
         qs = queries
-        if not (type(qs) is np.ndarray and qs.dtype == np.float32 and qs.ndim == 2  # the hot path
+        if not (type(qs) is np.ndarray and qs.dtype is _F32 and qs.ndim == 2  # the hot path
                 and qs.shape[1] == self.dim and qs.flags.c_contiguous):
             qs = _as_rows(queries, self.dim)
         if k < 1:

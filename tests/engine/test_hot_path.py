@@ -1,0 +1,65 @@
+"""The per-query fast paths (query check, params cache, padding checks) agree with the slow paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import vecdb
+from vecdb.engine import planner, validate
+from vecdb.engine.collection import _check_params
+from vecdb.engine.search import _to_ids
+from vecdb.errors import InvalidArgument
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_queries_with_a_non_finite_value_are_rejected(bad: float) -> None:
+    q = np.ones((2, 8), np.float32)
+    q[1, 5] = bad
+    with pytest.raises(InvalidArgument, match="finite"):
+        validate.as_queries(q, 8)
+
+
+def test_huge_but_finite_queries_are_accepted() -> None:
+    """The dot-product check overflows to inf here; the exact check must then say finite."""
+    q = np.full((1, 8), 3e38, np.float32)
+    assert validate.as_queries(q, 8) is q
+
+
+def test_params_cache_keeps_types_apart_and_returns_copies() -> None:
+    assert _check_params({"ef": 1}) == {"ef": 1}
+    with pytest.raises(InvalidArgument, match="must be a number"):
+        _check_params({"ef": True})  # equal to 1 and hashes like it: must not hit the cached entry
+    first = _check_params({"ef": 32, "rerank": 2})
+    first["ef"] = 5  # a caller mutating its copy must not change what the next call gets
+    assert _check_params({"ef": 32, "rerank": 2}) == {"ef": 32, "rerank": 2}
+    with pytest.raises(InvalidArgument, match="must be a number, got"):
+        _check_params({"ef": [1]})  # unhashable: validated without the cache
+    with pytest.raises(InvalidArgument, match="params must be a mapping"):
+        _check_params([("ef", 1)])
+    assert _check_params(None) == {} and _check_params({}) == {}
+
+
+def test_padding_checks_read_the_last_column() -> None:
+    ids = np.array([10, 11, 12, 13], np.int64)
+    one = np.array([[2, 0, -1]], np.int64)
+    many = np.array([[1, 2, 3], [3, -1, -1]], np.int64)
+    assert _to_ids(ids, one).tolist() == [[12, 10, -1]]
+    assert _to_ids(ids, many).tolist() == [[11, 12, 13], [13, -1, -1]]
+    assert planner.all_filled(one, 2) and not planner.all_filled(one, 3)
+    assert planner.all_filled(many, 1) and not planner.all_filled(many, 2)
+
+
+def test_search_results_through_the_fast_paths() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(300, 8)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32))
+    col.upsert(np.arange(300) + 1000, x)
+    col.optimize()
+    params = {"ef": 64}
+    for i in range(3):  # the second and third calls hit the params cache
+        res = col.search(x[i], k=5, params=params)
+        assert res.ids[0, 0] == 1000 + i
+    assert col.search(x[0], k=400).ids[0, -1] == -1  # more asked than stored: padded
+    db.close()

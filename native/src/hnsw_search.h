@@ -5,7 +5,11 @@
  *   GS_ATTR       its function attributes (the target ISA, or nothing for the serial floor);
  *   gs_row_dist   static inline float gs_row_dist(const float *q, const float *w, const void *rows,
  *                                                 int64_t i, int64_t d, int mode)
- *                 the distance of row i in traversal mode `mode` (VDB_GRAPH_*).
+ *                 the distance of row i in traversal mode `mode` (VDB_GRAPH_*);
+ *   gs_row_dist4  static inline void gs_row_dist4(const float *q, const float *w, const void *rows,
+ *                                                 const int32_t *ids, int64_t d, int mode, float *out)
+ *                 the same for rows ids[0..3], each exactly as gs_row_dist computes it (several rows
+ *                 in flight at once overlap their memory loads and share the query's).
  * and gets `static int64_t hnsw_search(...)` with the signature of vdb_hnsw_search_fn, one copy
  * per mode inlined behind a switch so no mode test runs in the inner loop.
  *
@@ -143,9 +147,11 @@ static VDB_ALWAYS_INLINE GS_ATTR int64_t gs_search(
             todo[nt++] = nb;
             gs_prefetch(base + (int64_t)nb * row_bytes, row_bytes);
         }
+        float dist4[4];
         for (int64_t t = 0; t < nt; t++) {
             int32_t nb = todo[t];
-            float dn = gs_row_dist(q, w, rows, nb, d, mode);
+            if ((t & 3) == 0 && t + 4 <= nt) gs_row_dist4(q, w, rows, todo + t, d, mode, dist4);
+            float dn = t < (nt & ~(int64_t)3) ? dist4[t & 3] : gs_row_dist(q, w, rows, nb, d, mode);
             if (rsz < ef || dn < res_d[0]) {
                 if (csz == cand_cap) return -1; /* the caller retries with room for every node */
                 csz = gs_min_push(cand_d, cand_i, csz, dn, nb);

@@ -208,6 +208,11 @@ static inline float gs_row_dist(const float *q, const float *w, const void *rows
     return -((a[0] + a[1]) + (a[2] + a[3]));
 }
 
+static inline void gs_row_dist4(const float *q, const float *w, const void *rows, const int32_t *ids, int64_t d,
+                                int mode, float *out) {
+    for (int r = 0; r < 4; r++) out[r] = gs_row_dist(q, w, rows, ids[r], d, mode);
+}
+
 #define GS_ATTR
 #include "hnsw_search.h"
 

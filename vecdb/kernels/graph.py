@@ -26,6 +26,8 @@ from numba.extending import intrinsic
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
 L2, IP, WL2 = 0, 1, 2
+# Traversal modes of the C traversal (VDB_GRAPH_* in native/include/vecdb_kernels.h).
+C_L2_F32, C_IP_F32, C_WL2_U8, C_IP_U8 = 0, 1, 2, 3
 _EPOCH_MAX = 65535
 _PREFETCH_LINES = 8  # cache lines prefetched per row: the hardware streams the rest of a long row
 
@@ -318,7 +320,8 @@ def native_traverse(native, q, w, data, dmode, links0, counts0, up_off, links_up
 
     The candidate heap starts at max(2 ef, 64) entries; the rare search that needs more (a
     selective mask) is rerun with room for every node."""
-    cmode = dmode if data.itemsize == 4 else (2 if dmode == WL2 else 3)  # VDB_GRAPH_* of the C header
+    float_rows = data.itemsize == 4
+    cmode = (C_L2_F32 if dmode == L2 else C_IP_F32) if float_rows else (C_WL2_U8 if dmode == WL2 else C_IP_U8)
     res_d = np.empty(ef, np.float32)
     res_i = np.empty(ef, np.int32)
     todo = np.empty(max(links0.shape[1], links_up.shape[1]), np.int32)

@@ -364,7 +364,7 @@ def main() -> None:
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--efs", type=lambda s: [int(v) for v in s.split(",")],
-                   default=[10, 16, 24, 32, 48, 64, 96, 128, 192, 256])
+                   default=[10, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 192, 256])
     p.add_argument("--systems", default="vecdb,vecdb-sq8,hnswlib,faiss,vecdb-api")
     p.add_argument("--rounds", type=int, default=3, help="single-thread sweeps per ef; each system keeps its best")
     p.add_argument("--experiments", default="", help="comma list of churn, order, batch (vecdb only)")

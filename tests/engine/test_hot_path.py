@@ -63,3 +63,44 @@ def test_search_results_through_the_fast_paths() -> None:
         assert res.ids[0, 0] == 1000 + i
     assert col.search(x[0], k=400).ids[0, -1] == -1  # more asked than stored: padded
     db.close()
+
+
+def test_sole_segment_fast_path_answers_like_the_planner() -> None:
+    """After optimize() every row sits in one indexed segment: the fast path must give the general
+    path's ids, distances and stats ("stats": False in params forces the general path)."""
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(2000, 16)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 16, metric="cosine", index=vecdb.HNSW(m=8, ef_construction=40))
+    col.upsert(np.arange(2000) * 3, x)
+    col.optimize()
+    state = col.state()
+    assert state.sole is not None and state.sole.segment.index is not None
+    q = rng.normal(size=(4, 16)).astype(np.float32)
+    fast = col.search(q, k=7, params={"ef": 40})
+    slow = col.search(q, k=7, params={"ef": 40, "stats": False})
+    np.testing.assert_array_equal(fast.ids, slow.ids)
+    np.testing.assert_array_equal(fast.distances, slow.distances)
+    assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+    assert fast.stats["plans"] == ["hnsw"] and fast.stats["matching_rows"] == 2000
+
+    col.delete([0])  # a deletion (and a fresh memtable row below) leaves the one-segment shape
+    assert col.state().sole is None
+    assert 0 not in col.search(x[0], k=5, params={"ef": 40}).ids
+    col.upsert([1], x[:1])
+    assert col.search(x[0], k=1, params={"ef": 40}).ids[0, 0] == 1
+    db.close()
+
+
+def test_sole_segment_fast_path_never_under_fills() -> None:
+    """k larger than the rows: the fast path hands over to the planner, which pads honestly."""
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(1100, 8)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32))
+    col.upsert(np.arange(1100), x)
+    col.optimize()
+    assert col.state().sole is not None
+    res = col.search(x[3], k=1200, params={"ef": 16})
+    assert (res.ids[0] >= 0).sum() == 1100 and res.stats["complete"]
+    db.close()

@@ -20,6 +20,9 @@ from vecdb.types import SearchResult
 # Filter masks kept per segment (keyed by the filter's canonical text): repeated filtered queries
 # should not re-evaluate the predicate over every row.
 FILTER_CACHE_SIZE = 16
+# Search params that only tune an index: with nothing else asked, the sole-segment fast path applies
+# ("plan", "exact" and "stats" change what runs or what is reported, so they take the general path).
+_INDEX_KNOBS = frozenset({"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch"})
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,18 @@ class CollectionState:
     metric: str
     total_rows: int = 0  # rows in segments and memtables, deleted ones included
 
+    @property
+    def sole(self) -> SegmentView | None:
+        """The one segment holding every row, with nothing deleted and empty memtables (the shape
+        of a collection after ``optimize()``), or None. Computed once per state."""
+        sole = self.__dict__.get("_sole", False)
+        if sole is False:
+            views = [v for v in self.segments if v.segment.num_rows]
+            only = len(views) == 1 and views[0].allowed is None and not any(m.num_rows for m in self.mems)
+            sole = views[0] if only else None
+            object.__setattr__(self, "_sole", sole)
+        return sole
+
 
 def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.ndarray:
     cache = segment.__dict__.setdefault("_filter_cache", {})
@@ -80,6 +95,10 @@ def search_state(
     ``compiled`` is the user's filter (None: none); ``tenant``, when the search is confined to one,
     supplies the visibility filter (the user's AND the tenant's) instead, and lets segments with a
     tenant index search the tenant directly."""
+    if compiled is None and tenant is None and not include and params.keys() <= _INDEX_KNOBS:
+        fast = _search_sole_index(state, queries, k, params)
+        if fast is not None:
+            return fast
     part_ids: list[np.ndarray] = []
     part_d: list[np.ndarray] = []
     plans: list[str] = []
@@ -127,6 +146,27 @@ def search_state(
     if attributes is not None:
         attributes = attributes.drop_columns(["id"])
     return SearchResult(ids=ids, distances=dists.astype(np.float32, copy=False), attributes=attributes, stats=stats)
+
+
+def _search_sole_index(
+    state: CollectionState, queries: np.ndarray, k: int, params: Mapping[str, Any]
+) -> SearchResult | None:
+    """An unfiltered search of a collection whose rows all sit in one indexed segment: the planner
+    would pick the plain index search, so it runs directly and the per-call Python stays a few
+    microseconds. None when that shape does not hold or the index came back short (the general
+    path then answers, with its exact fallback)."""
+    view = state.sole
+    index = view.segment.index if view is not None else None
+    if index is None:
+        return None
+    offsets, dists = index.search(queries, k, params, None)
+    live = view.live
+    if not planner.all_filled(offsets, min(k, live)):
+        return None
+    stats = {"plans": [index.kind], "matching_rows": live, "estimated_selectivity": live / state.total_rows,
+             "complete": True}
+    return SearchResult(ids=_to_ids(view.segment.ids, offsets), distances=dists.astype(np.float32, copy=False),
+                        attributes=None, stats=stats)
 
 
 def _search_segment(

@@ -29,6 +29,8 @@ def stored(arr: object, name: str, dtype: type, ndim: int) -> np.ndarray:
 
 
 def _real_float32(arr: object, name: str) -> np.ndarray:
+    if type(arr) is np.ndarray and arr.dtype == np.float32 and arr.flags.c_contiguous:
+        return arr  # the common case, without the cost of entering np.errstate on every query
     a = np.asarray(arr)
     if a.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")

@@ -45,13 +45,10 @@ from vecdb.index.ivf import (
     check_list_start,
     check_mask,
     code_scan,
-    filtered_probes,
-    list_order,
     positive_int,
     unit_rows,
 )
 from vecdb.kernels import postings
-from vecdb.kernels.selection import heap_sort_out
 from vecdb.types import check_metric
 
 FORMAT_VERSION = 1
@@ -60,6 +57,8 @@ DEFAULT_EPS = 1.0
 # Above this many lists the centroids are routed through an HNSW graph instead of an exact scan.
 NAV_EXACT_MAX = 2048
 NAV_CONFIG = HNSW(m=16, ef_construction=128)
+# The centroid graph's beam never narrower than this: the first lists must be the true nearest.
+NAV_MIN_EF = 64
 # Above this many lists the build finds replica candidates through a (temporary) graph.
 BUILD_NAV_MIN = 256
 # A list takes replicas until it holds (1 + REPLICA_ROOM) * target_list_size rows.
@@ -209,36 +208,35 @@ class SPANNIndex(VectorIndex):
         route = unit_rows(qs) if self.metric == "cosine" else qs
         orders, order_d = self._rank_lists(route, n_max)
         nq = qs.shape[0]
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_d = np.full((nq, k), np.inf, dtype=np.float32)
+        out_i = np.empty((nq, k), dtype=np.int64)
+        out_d = np.empty((nq, k), dtype=np.float32)
         probed = np.zeros(nq, dtype=np.int64)
         read = np.zeros(nq, dtype=np.int64)
         scored = np.zeros(nq, dtype=np.int64)
         code = postings.IP if self._space == "ip" else postings.L2
+        # |a - b|^2 = 2 - 2 cos(a, b) for unit vectors: halved, it is the cosine distance
+        scale = 0.5 if self.metric == "cosine" else 1.0
         for t in range(nq):
             order, od = orders[t], order_d[t]
-            # query-aware pruning: lists whose centroid is not much farther than the nearest one
-            n_min = max(1, int(np.count_nonzero(od[:max_lists] <= od[0] + eps * abs(od[0]))))
-            n_min = filtered_probes(n_min, selectivity, order.shape[0])
-            if prefetch and self._map_addr:
-                postings.prefetch_lists(self._map_addr, self.list_start, order, n_min, self.rec_bytes)
             if self.quantizer is None:
-                hd, hk = out_d[t], out_i[t]
-                size, probed[t], read[t], scored[t] = postings.scan_records(
-                    route[t], self.recs, self._ids, self.list_start, order, n_min, order.shape[0], max_rows, code,
-                    mask, filtered, k, hd, hk)
-                heap_sort_out(hd, hk, size)
-                hd[size:], hk[size:] = np.inf, -1
+                if prefetch and self._map_addr:
+                    n_min = postings.pruned_count(order, od, max_lists, eps, selectivity, FILTER_PROBE_FACTOR)
+                    postings.prefetch_lists(self._map_addr, self.list_start, order, n_min, self.rec_bytes)
+                probed[t], read[t], scored[t] = postings.spann_query(
+                    route[t], order, od, max_lists, eps, selectivity, FILTER_PROBE_FACTOR, self.recs,
+                    self._ids, self.list_start, max_rows, code, mask, filtered, scale, out_d[t], out_i[t])
             else:
+                n_min = postings.pruned_count(order, od, max_lists, eps, selectivity, FILTER_PROBE_FACTOR)
+                if prefetch and self._map_addr:
+                    postings.prefetch_lists(self._map_addr, self.list_start, order, n_min, self.rec_bytes)
                 ids = self._ids[:, 0]
-                probed[t], read[t] = postings.plan_probes(ids, self.list_start, order, n_min, order.shape[0],
+                probed[t], read[t] = postings.plan_probes(ids, self.list_start, order, n_min,
+                                                          postings.ranked_count(order),
                                                           max_rows, mask, filtered, k)
                 codes = self.recs[:, 4 : 4 + self.quantizer.code_size]
                 out_i[t], out_d[t], scored[t] = code_scan(
                     qs[t], self.quantizer, codes, ids, order[: probed[t]], self.list_start, mask, filtered,
                     self.vectors, self.metric, k, rerank_factor)
-        if self.metric == "cosine" and self.quantizer is None:
-            out_d *= 0.5  # |a - b|^2 = 2 - 2 cos(a, b) for unit vectors
         stats = {"lists_probed": probed.tolist(), "bytes_read": (read * self.rec_bytes).tolist(),
                  "candidates_scored": scored.tolist()}
         return out_i, out_d, stats
@@ -316,19 +314,19 @@ class SPANNIndex(VectorIndex):
 
     # --- internals -------------------------------------------------------------------------------
 
-    def _rank_lists(self, route: np.ndarray, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Per query, the ``count`` nearest lists and their centroid distances, ascending."""
+    def _rank_lists(self, route: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the ``count`` nearest lists and their centroid distances, ascending:
+        (q, <= count) int64 / float32, padded -1 / +inf at the end (the graph may find fewer)."""
+        nq = route.shape[0]
         if self.nav is not None:
-            lists, dists = self.nav.search(route, count, {"ef": max(count, 64)})
-            out_l, out_d = [], []
-            for t in range(route.shape[0]):
-                ok = lists[t] >= 0
-                out_l.append(np.ascontiguousarray(lists[t][ok]))
-                out_d.append(dists[t][ok])
-            return out_l, out_d
+            return self.nav.search(route, count, {"ef": max(count, NAV_MIN_EF)})
+        count = min(count, self.n_lists)
         cd = kernels.distances_many(route, self.centroids, self._space)
-        orders = [list_order(cd[t], count) for t in range(route.shape[0])]
-        return orders, [cd[t][o] for t, o in enumerate(orders)]
+        lists = np.empty((nq, count), dtype=np.int64)
+        dists = np.empty((nq, count), dtype=np.float32)
+        for t in range(nq):
+            postings.nearest_lists(cd[t], lists[t], dists[t])
+        return lists, dists
 
 
 def _records(space: np.ndarray, x: np.ndarray, members: np.ndarray, quantizer: Any) -> np.ndarray:

@@ -17,8 +17,8 @@ import ctypes.util
 import numpy as np
 from numba import njit
 
-from vecdb.kernels.distance import COSINE, IP, L2, distance_f32, dot_f32, l2_f32
-from vecdb.kernels.selection import heap_push
+from vecdb.kernels.distance import COSINE, FAST, IP, L2, distance_f32
+from vecdb.kernels.selection import heap_push, heap_sort_out
 
 
 @njit(cache=True, nogil=True)
@@ -36,6 +36,26 @@ def push_unique(hd: np.ndarray, hk: np.ndarray, size: int, d: float, key: int) -
 @njit(cache=True, nogil=True)
 def _allowed(mask: np.ndarray, filtered: bool, row: int) -> bool:
     return not filtered or (row < mask.shape[0] and mask[row])
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _l2_at(query: np.ndarray, rows: np.ndarray, r: int, col0: int) -> float:
+    """Squared l2 of the query to rows[r, col0:col0 + d], indexed in place: a row slice per scored
+    row costs a reference-count round trip that outweighs a 50-d distance."""
+    acc = np.float32(0.0)
+    for i in range(query.shape[0]):
+        t = query[i] - rows[r, col0 + i]
+        acc += t * t
+    return acc
+
+
+@njit(cache=True, nogil=True, fastmath=FAST)
+def _dot_at(query: np.ndarray, rows: np.ndarray, r: int, col0: int) -> float:
+    """Dot product of the query with rows[r, col0:col0 + d], indexed in place."""
+    acc = np.float32(0.0)
+    for i in range(query.shape[0]):
+        acc += query[i] * rows[r, col0 + i]
+    return acc
 
 
 @njit(cache=True, nogil=True)
@@ -64,7 +84,12 @@ def scan_offsets(
             r = rows[j]
             if not _allowed(mask, filtered, r):
                 continue
-            d = distance_f32(query, vectors[r], metric)
+            if metric == L2:
+                d = np.float32(_l2_at(query, vectors, r, 0))
+            elif metric == IP:
+                d = np.float32(-_dot_at(query, vectors, r, 0))
+            else:
+                d = distance_f32(query, vectors[r], metric)
             scored += 1
             size = heap_push(hd, hk, size, d, r)
     return size, probed, read, scored
@@ -98,11 +123,78 @@ def scan_records(
             r = np.int64(rec_ids[j, 0])
             if not _allowed(mask, filtered, r):
                 continue
-            v = recs[j, 1:]
-            d = l2_f32(query, v) if metric == L2 else -dot_f32(query, v)
+            d = _l2_at(query, recs, j, 1) if metric == L2 else -_dot_at(query, recs, j, 1)
             scored += 1
             size = push_unique(hd, hk, size, d, r)
     return size, probed, read, scored
+
+
+@njit(cache=True, nogil=True)
+def nearest_lists(dist: np.ndarray, out_l: np.ndarray, out_d: np.ndarray) -> int:
+    """The len(out_l) smallest of the centroid distances ``dist`` (L,), ascending (ties by id), into
+    out_l int64 / out_d float32 by one pass through a bounded heap. -> how many (min(len, L))."""
+    size = 0
+    cap = out_d.shape[0]
+    for c in range(dist.shape[0]):
+        # once full, only a distance below the worst kept can enter (equal ones lose on id)
+        if size < cap or dist[c] < out_d[0]:
+            size = heap_push(out_d, out_l, size, dist[c], c)
+    heap_sort_out(out_d, out_l, size)
+    return size
+
+
+@njit(cache=True, nogil=True)
+def ranked_count(order: np.ndarray) -> int:
+    """How many lists a ranking holds: entries before the first -1 (padding sorts last)."""
+    n = 0
+    while n < order.shape[0] and order[n] >= 0:
+        n += 1
+    return n
+
+
+@njit(cache=True, nogil=True)
+def pruned_count(order: np.ndarray, order_d: np.ndarray, max_lists: int, eps: float, selectivity: float,
+                 probe_factor: int) -> int:
+    """Lists a query probes before a filter's stop-at-k rule: of the ranked lists ``order``
+    (ascending centroid distances ``order_d``, padded -1), those within ``d1 + eps * |d1|`` of the
+    nearest, at least 1 and at most ``max_lists``; a filter keeping a fraction ``selectivity`` of the
+    rows probes 1/selectivity times as many (at most ``probe_factor`` times and the lists ranked), as
+    ``ivf.filtered_probes`` does."""
+    n_order = ranked_count(order)
+    if n_order <= 0:
+        return 0
+    limit = np.inf if eps == np.inf else order_d[0] + eps * abs(order_d[0])
+    n_min = 1
+    for li in range(1, min(max_lists, n_order)):
+        if order_d[li] <= limit:
+            n_min += 1
+    if selectivity < 1.0:
+        n_min = min(n_order, int(np.ceil(n_min / max(selectivity, 1.0 / probe_factor))))
+    return n_min
+
+
+@njit(cache=True, nogil=True)
+def spann_query(
+    query: np.ndarray, order: np.ndarray, order_d: np.ndarray, max_lists: int, eps: float, selectivity: float,
+    probe_factor: int, recs: np.ndarray, rec_ids: np.ndarray, list_start: np.ndarray, max_rows: int, metric: int,
+    mask: np.ndarray, filtered: bool, scale: float, out_d: np.ndarray, out_i: np.ndarray,
+) -> tuple[int, int, int]:
+    """One full-precision SPANN query over its ranked lists ``order`` (centroid distances ``order_d``,
+    padded -1 / +inf): query-aware pruning (``pruned_count``), then ``scan_records``. out_d/out_i (k,)
+    come back sorted, padded +inf/-1, distances times ``scale``.
+    -> (lists probed, rows read, rows scored)."""
+    n_min = pruned_count(order, order_d, max_lists, eps, selectivity, probe_factor)
+    n_order = ranked_count(order)
+    k = out_d.shape[0]
+    size, probed, read, scored = scan_records(query, recs, rec_ids, list_start, order, n_min, n_order, max_rows,
+                                              metric, mask, filtered, k, out_d, out_i)
+    heap_sort_out(out_d, out_i, size)
+    for j in range(size):
+        out_d[j] *= scale
+    for j in range(size, k):
+        out_d[j] = np.inf
+        out_i[j] = -1
+    return probed, read, scored
 
 
 _LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)

@@ -23,6 +23,7 @@ from vecdb.kernels.dispatch import (
     topk,
 )
 from vecdb.kernels.dispatch_codes import (
+    binarize,
     bitplane_ip_asym,
     bitplane_ip_sym,
     hamming,
@@ -45,6 +46,7 @@ from vecdb.kernels.reference import (
 
 __all__ = [
     "backend",
+    "binarize",
     "bitplane_decode",
     "bitplane_fastscan_lut",
     "bitplane_fastscan_pack",

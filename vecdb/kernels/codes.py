@@ -152,3 +152,23 @@ def pq4_fastscan_into(lut_u8: np.ndarray, packed: np.ndarray, n: int, out: np.nd
                 out[base + t] = np.uint16(lo & 0xFFFF)
             if base + 16 + t < n:
                 out[base + 16 + t] = np.uint16(hi & 0xFFFF)
+
+
+@njit(cache=True, nogil=True)
+def binarize_into(y: np.ndarray, alphas: np.ndarray, signs: np.ndarray, recon: np.ndarray) -> None:
+    """``reference.binarize`` element by element: y (n, D) float32, alphas (u,) float32 -> signs
+    (n, u, D) bool, recon (n, D) float32. The same float32 additions in the same order per element,
+    so the result is bit-identical; one pass instead of five array passes per plane."""
+    n, dim = y.shape
+    u = alphas.shape[0]
+    for r in range(n):
+        for j in range(dim):
+            resid = y[r, j]
+            rec = np.float32(0.0)
+            for t in range(u):
+                positive = resid >= 0
+                signs[r, t, j] = positive
+                step = alphas[t] if positive else -alphas[t]
+                rec += step
+                resid -= step
+            recon[r, j] = rec

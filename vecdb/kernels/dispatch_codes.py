@@ -173,3 +173,23 @@ def pq4_fastscan_topk(
     st.numba.selection.topk_u16_into(sums, k, row_mask if use_mask else np.zeros(1, np.uint8), use_mask,
                                      out_idx, out_d)
     return out_idx, out_d
+
+
+def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recurrent residual binarization (``reference.binarize``): y (n, D), alphas (u,) float32 ->
+    (signs (n, u, D) bool, reconstruction (n, D) float32)."""
+    y = np.asarray(y)
+    if y.ndim != 2:
+        raise ValueError(f"y must be 2-D (n, D), got shape {y.shape}")
+    y = small_float(y, "y", y.shape)
+    alphas = np.asarray(alphas)
+    if alphas.ndim != 1:
+        raise ValueError(f"alphas must be 1-D (u,), got shape {alphas.shape}")
+    alphas = small_float(alphas, "alphas", alphas.shape)
+    st = state()
+    if st.backend["binarize"] == "numpy":
+        return reference.binarize(y, alphas)
+    signs = np.empty((y.shape[0], alphas.shape[0], y.shape[1]), dtype=bool)
+    recon = np.empty(y.shape, dtype=np.float32)
+    st.numba.codes.binarize_into(y, alphas, signs, recon)
+    return signs, recon

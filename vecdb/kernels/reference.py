@@ -154,6 +154,24 @@ def bitplane_ip_asym(lut: np.ndarray, codes: np.ndarray, code_weights: np.ndarra
     return (-total).astype(np.float32)
 
 
+def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Recurrent residual binarization: plane t is the sign of y minus planes 0..t-1's reconstruction.
+
+    y: (n, D) float32, alphas: (u,) float32 -> (signs (n, u, D) bool, True = +1; reconstruction
+    (n, D) float32, the sum of alphas[t] * sign_t). Zero counts as +1 (the kernels' "set bit = +1").
+    """
+    resid = np.array(y, dtype=np.float32)
+    recon = np.zeros_like(resid)
+    signs = np.empty((y.shape[0], len(alphas), y.shape[1]), dtype=bool)
+    for t, alpha in enumerate(alphas):
+        plane = resid >= 0
+        signs[:, t] = plane
+        step = np.where(plane, np.float32(alpha), np.float32(-alpha))
+        recon += step
+        resid -= step
+    return signs, recon
+
+
 def bitplane_decode(planes: np.ndarray, weights: np.ndarray, dim: int) -> np.ndarray:
     """One multi-bit code back to values: planes (u, w) uint64, weights (u,) -> (dim,) float32
     ``sum_j weights[j] * (2 * bit_j - 1)``; a symmetric query becomes an asymmetric one this way,

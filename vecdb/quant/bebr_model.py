@@ -91,21 +91,9 @@ def procrustes(u: np.ndarray, target: np.ndarray) -> np.ndarray:
 
 
 def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Recurrent residual binarization: plane t is the sign of y minus planes 0..t-1's reconstruction.
-
-    y: (n, D) float32, alphas: (u,) -> (signs (n, u, D) bool, True = +1; reconstruction (n, D) float32).
-    Zero counts as +1, matching the kernels' "set bit = +1".
-    """
-    resid = y.astype(np.float32, copy=True)
-    recon = np.zeros_like(resid)
-    signs = np.empty((y.shape[0], len(alphas), y.shape[1]), dtype=bool)
-    for t, alpha in enumerate(alphas):
-        plane = resid >= 0
-        signs[:, t] = plane
-        step = np.where(plane, np.float32(alpha), np.float32(-alpha))
-        recon += step
-        resid -= step
-    return signs, recon
+    """Recurrent residual binarization (``kernels.binarize``): plane t is the sign of y minus planes
+    0..t-1's reconstruction. y: (n, D), alphas: (u,) -> (signs (n, u, D) bool, reconstruction (n, D))."""
+    return kernels.binarize(np.asarray(y, dtype=np.float32), np.asarray(alphas, dtype=np.float32))
 
 
 def derive_alphas(y: np.ndarray, bits: int) -> np.ndarray:

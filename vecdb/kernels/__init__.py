@@ -24,23 +24,23 @@ from vecdb.kernels.dispatch import (
 )
 from vecdb.kernels.dispatch_codes import (
     binarize,
+    bitplane_fastscan_lut,
     bitplane_ip_asym,
     bitplane_ip_sym,
     hamming,
     pq4_fastscan,
     pq4_fastscan_topk,
     pq_adc,
+    quantize_lut,
 )
 from vecdb.kernels.reference import (
     bitplane_decode,
-    bitplane_fastscan_lut,
     bitplane_fastscan_pack,
     bitplane_lut,
     decode_sq8,
     pack_bits,
     pq4_pack,
     pq4_unpack,
-    quantize_lut,
     unpack_bits,
 )
 

@@ -172,3 +172,54 @@ def binarize_into(y: np.ndarray, alphas: np.ndarray, signs: np.ndarray, recon: n
                 rec += step
                 resid -= step
             recon[r, j] = rec
+
+
+@njit(cache=True, nogil=True)
+def bitplane_fastscan_lut_into(query: np.ndarray, code_weights: np.ndarray, lut: np.ndarray) -> float:
+    """``reference.bitplane_fastscan_lut`` into lut (u * G, 16) float32; returns the offset. Nibble
+    sums in float64 as the reference's matrix product forms them (dims 4g..4g+3, in order)."""
+    d = query.shape[0]
+    groups = (d + 3) // 4
+    sums = np.zeros((groups, 16), dtype=np.float64)
+    for g in range(groups):
+        for c in range(16):
+            acc = 0.0
+            for t in range(4):
+                if (c >> t) & 1 and 4 * g + t < d:
+                    acc += np.float64(query[4 * g + t])
+            sums[g, c] = acc
+    q_sum = 0.0
+    for i in range(d):
+        q_sum += np.float64(query[i])
+    cw_sum = 0.0
+    for j in range(code_weights.shape[0]):
+        f = -2.0 * np.float64(code_weights[j])
+        cw_sum += np.float64(code_weights[j])
+        for g in range(groups):
+            for c in range(16):
+                lut[j * groups + g, c] = np.float32(f * sums[g, c])
+    return q_sum * cw_sum
+
+
+@njit(cache=True, nogil=True)
+def quantize_lut_into(lut: np.ndarray, out: np.ndarray) -> tuple[float, float]:
+    """``reference.quantize_lut``: lut (m, 16) float32 -> out (m, 16) uint8; returns (scale, bias)."""
+    m = lut.shape[0]
+    mins = np.empty(m, dtype=np.float64)
+    top = 0.0
+    for j in range(m):
+        lo = np.float64(lut[j, 0])
+        for c in range(1, 16):
+            lo = min(lo, np.float64(lut[j, c]))
+        mins[j] = lo
+        for c in range(16):
+            top = max(top, np.float64(lut[j, c]) - lo)
+    top = max(top, 1e-30)
+    levels = min(255.0, float(65535 // m))
+    scale = top / levels
+    bias = 0.0
+    for j in range(m):
+        bias += mins[j]
+        for c in range(16):
+            out[j, c] = np.uint8(np.rint((np.float64(lut[j, c]) - mins[j]) / scale))
+    return scale, bias

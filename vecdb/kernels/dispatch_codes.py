@@ -193,3 +193,36 @@ def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     recon = np.empty(y.shape, dtype=np.float32)
     st.numba.codes.binarize_into(y, alphas, signs, recon)
     return signs, recon
+
+
+def bitplane_fastscan_lut(query: np.ndarray, code_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """The fast-scan table of a query against bit-plane codes (``reference.bitplane_fastscan_lut``):
+    query (d,) float32, code_weights (u,) -> (lut (u * ceil(d / 4), 16) float32, offset)."""
+    q = np.asarray(query)
+    if q.ndim != 1:
+        raise ValueError(f"query must be 1-D, got shape {q.shape}")
+    q = small_float(q, "query", q.shape)
+    cw = np.asarray(code_weights)
+    if cw.ndim != 1:
+        raise ValueError(f"code_weights must be 1-D, got shape {cw.shape}")
+    cw = small_float(cw, "code_weights", cw.shape)
+    st = state()
+    if st.backend["bitplane_fastscan_lut"] == "numpy":
+        return reference.bitplane_fastscan_lut(q, cw)
+    lut = np.empty((cw.shape[0] * ((q.shape[0] + 3) // 4), 16), dtype=np.float32)
+    offset = st.numba.codes.bitplane_fastscan_lut_into(q, cw, lut)
+    return lut, float(offset)
+
+
+def quantize_lut(lut: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """A float32 (m, 16) table to uint8 with one scale and a bias (``reference.quantize_lut``)."""
+    table = np.asarray(lut)
+    if table.ndim != 2 or table.shape[1] != 16 or table.shape[0] == 0:
+        raise ValueError(f"lut must be (m, 16) with m >= 1, got shape {table.shape}")
+    table = small_float(table, "lut", table.shape)
+    st = state()
+    if st.backend["quantize_lut"] == "numpy":
+        return reference.quantize_lut(table)
+    out = np.empty(table.shape, dtype=np.uint8)
+    scale, bias = st.numba.codes.quantize_lut_into(table, out)
+    return out, float(scale), float(bias)

@@ -1,5 +1,6 @@
-"""Recurrent residual binarization (BEBR's encoder step): the numba kernel is bit-identical to the
-numpy reference, and the dispatcher rejects what it cannot binarize."""
+"""BEBR's per-query kernels against the numpy reference: recurrent residual binarization (bit-identical)
+and the fast-scan tables (the float table and its uint8 quantization); the dispatchers reject what
+they cannot use."""
 
 from __future__ import annotations
 
@@ -47,3 +48,35 @@ def test_binarize_rejects_bad_input() -> None:
         kernels.binarize(np.zeros((1, 4), np.float32), np.ones((2, 1), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         kernels.binarize(np.full((1, 4), np.nan, np.float32), np.ones(2, np.float32))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(1, 130), st.integers(1, 8), st.floats(1e-3, 1e3), st.integers(0, 2**32 - 1))
+def test_fastscan_tables_match_the_reference(dim: int, u: int, magnitude: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    q = (rng.normal(size=dim) * magnitude).astype(np.float32)
+    cw = rng.random(u).astype(np.float32)
+    lut, offset = kernels.bitplane_fastscan_lut(q, cw)
+    want_lut, want_offset = reference.bitplane_fastscan_lut(q, cw)
+    np.testing.assert_allclose(lut, want_lut, rtol=1e-6, atol=1e-6 * magnitude)
+    assert offset == pytest.approx(want_offset, rel=1e-9, abs=1e-9 * magnitude)
+    table, scale, bias = kernels.quantize_lut(want_lut)
+    want_table, want_scale, want_bias = reference.quantize_lut(want_lut)
+    assert np.abs(table.astype(int) - want_table).max() <= 1  # a tie of rint may round either way
+    assert scale == pytest.approx(want_scale, rel=1e-12)
+    assert bias == pytest.approx(want_bias, rel=1e-9, abs=1e-9 * magnitude)
+    # what the table is for: bias + scale * (sum of one entry per row) ~ the float sum
+    rows = np.arange(table.shape[0])
+    picks = rng.integers(0, 16, table.shape[0])
+    approx = bias + scale * table[rows, picks].astype(np.float64).sum()
+    assert approx == pytest.approx(float(want_lut[rows, picks].astype(np.float64).sum()),
+                                   abs=scale * table.shape[0] / 2 + 1e-9)
+
+
+def test_fastscan_tables_reject_bad_input() -> None:
+    with pytest.raises(ValueError, match="1-D"):
+        kernels.bitplane_fastscan_lut(np.zeros((2, 4), np.float32), np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        kernels.bitplane_fastscan_lut(np.array([1.0, np.inf], np.float32), np.ones(2, np.float32))
+    with pytest.raises(ValueError, match=r"\(m, 16\)"):
+        kernels.quantize_lut(np.zeros((3, 8), np.float32))

@@ -104,3 +104,27 @@ def test_sole_segment_fast_path_never_under_fills() -> None:
     res = col.search(x[3], k=1200, params={"ef": 16})
     assert (res.ids[0] >= 0).sum() == 1100 and res.stats["complete"]
     db.close()
+
+
+def test_filtered_rows_are_cached_per_state_and_never_stale() -> None:
+    """A repeated filter reuses its mask, count and row list; a delete makes a new state, so the
+    cached rows of the old one can never return a deleted row."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(3000, 8)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32),
+                               schema={"g": "int64"})
+    col.upsert(np.arange(3000), x, attributes={"g": np.arange(3000) % 100})
+    col.optimize()
+    first = col.search(x[7], k=5, filter="g = 7")  # 30 matching rows: the exact plan
+    assert first.stats["plans"] == ["exact"] and first.stats["matching_rows"] == 30
+    view = col.state().segments[0]
+    hit = next(iter(view.filtered.values()))
+    assert hit.count == 30 and hit.rows.tolist() == np.flatnonzero(np.arange(3000) % 100 == 7).tolist()
+    again = col.search(x[7], k=5, filter="g = 7")
+    np.testing.assert_array_equal(again.ids, first.ids)
+    assert next(iter(col.state().segments[0].filtered.values())) is hit  # served from the cache
+    col.delete([7])
+    after = col.search(x[7], k=5, filter="g = 7")
+    assert 7 not in after.ids and after.stats["matching_rows"] == 29
+    db.close()

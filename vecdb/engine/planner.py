@@ -76,11 +76,13 @@ def run(
     params: Mapping[str, Any],
     allowed: np.ndarray | None,
     index_stats: list[dict[str, Any]] | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, str]:
     """Execute ``plan``; returns (offsets, distances, strategy actually used). When ``index_stats``
-    is a list and the index can report per-query statistics, they are appended to it."""
+    is a list and the index can report per-query statistics, they are appended to it. ``rows``:
+    the offsets ``allowed`` allows, when the caller has them (an exact plan then skips the pass)."""
     if plan.strategy == "exact":
-        offsets, dists = exact_search(queries, vectors, metric, k, allowed)
+        offsets, dists = exact_search(queries, vectors, metric, k, allowed, rows)
         return offsets, dists, "exact"
     if index_stats is not None and hasattr(index, "search_with_stats"):
         offsets, dists, stats = index.search_with_stats(queries, k, params, allowed)
@@ -91,6 +93,6 @@ def run(
     # Results are sorted with the padding last, so column want-1 says whether every row is filled.
     if want and not all_filled(offsets, want):
         # The traversal could not reach enough matching rows: answer exactly instead.
-        offsets, dists = exact_search(queries, vectors, metric, k, allowed)
+        offsets, dists = exact_search(queries, vectors, metric, k, allowed, rows)
         return offsets, dists, plan.strategy + "+fallback"
     return offsets, dists, plan.strategy

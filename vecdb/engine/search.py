@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -25,6 +25,15 @@ FILTER_CACHE_SIZE = 16
 _INDEX_KNOBS = frozenset({"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch"})
 
 
+class FilteredRows(NamedTuple):
+    """A filter applied to one segment view: the allowed mask (live and matching), how many rows it
+    allows and their offsets (ascending)."""
+
+    allowed: np.ndarray
+    count: int
+    rows: np.ndarray
+
+
 @dataclass(frozen=True)
 class SegmentView:
     """A segment with the deletion mask that was current when the state was taken.
@@ -37,6 +46,9 @@ class SegmentView:
     deleted: np.ndarray
     allowed: np.ndarray | None
     live: int
+    # Filters evaluated against this view (keyed by canonical text): a repeated filter costs a
+    # lookup, not a pass over every row for the mask, its count and its row list.
+    filtered: dict[str, FilteredRows] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, segment: SealedSegment) -> SegmentView:
@@ -79,6 +91,21 @@ def _filter_mask(segment: SealedSegment, table: pa.Table, compiled: Any) -> np.n
             cache.pop(next(iter(cache)))
         cache[key] = mask
     return mask
+
+
+def _filtered(view: SegmentView, compiled: Any) -> FilteredRows:
+    """``compiled`` applied to ``view`` (cached on the view: deletions are fixed for its lifetime)."""
+    hit = view.filtered.get(compiled.canonical)
+    if hit is None:
+        seg = view.segment
+        fmask = _filter_mask(seg, seg.table, compiled)
+        allowed = fmask if view.allowed is None else (fmask & view.allowed)
+        rows = np.flatnonzero(allowed)
+        hit = FilteredRows(allowed, int(rows.shape[0]), rows)
+        if len(view.filtered) >= FILTER_CACHE_SIZE:
+            view.filtered.clear()  # readers share the view: clear() is one atomic step
+        view.filtered[compiled.canonical] = hit
+    return hit
 
 
 def search_state(
@@ -189,15 +216,14 @@ def _search_segment(
         return tenant_search.search(seg, tenant.name, queries, k, params, allowed, index_stats)
     if tenant is not None:
         compiled = tenant.visible
+    rows = None
     if compiled is not None:
-        fmask = _filter_mask(seg, seg.table, compiled)
-        allowed = fmask if allowed is None else (fmask & allowed)
-        count = int(np.count_nonzero(allowed))
+        allowed, count, rows = _filtered(view, compiled)
     else:
         count = view.live
     plan = planner.choose(seg.index, seg.num_rows, count, compiled is not None, params, state.dim)
     offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
-                                       index_stats)
+                                       index_stats, rows)
     return offsets, dists, used, count
 
 

@@ -22,17 +22,19 @@ def exact_search(
     metric: str,
     k: int,
     allowed: np.ndarray | None = None,
+    rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k of ``queries`` (q, d) float32 over ``vectors`` (n, d) float32.
 
     allowed: (n,) bool mask of rows that may be returned (None = all). When few rows are allowed
-    they are gathered first, so a selective filter costs in proportion to what it keeps.
+    they are gathered first, so a selective filter costs in proportion to what it keeps; ``rows``
+    (the mask's offsets, ascending) saves finding them when the caller already has them.
     Returns (offsets (q, k) int64 padded -1, distances (q, k) float32 padded +inf).
     """
     q = queries.shape[0]
     n = vectors.shape[0]
     if allowed is not None and n:
-        rows = np.flatnonzero(allowed)
+        rows = np.flatnonzero(allowed) if rows is None else rows
         if rows.size == 0:
             return np.full((q, k), -1, np.int64), np.full((q, k), np.inf, np.float32)
         if rows.size < n // 2 and q <= GATHER_MAX_QUERIES:
@@ -61,13 +63,14 @@ def exact_search(
 
 def _exact_at(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, metric: str, k: int
               ) -> tuple[np.ndarray, np.ndarray]:
-    out_ids = np.full((queries.shape[0], k), -1, np.int64)
-    out_d = np.full((queries.shape[0], k), np.inf, np.float32)
+    out_ids = np.empty((queries.shape[0], k), np.int64)
+    out_d = np.empty((queries.shape[0], k), np.float32)
     for r in range(queries.shape[0]):
         dist = kernels.distances_at(queries[r], vectors, rows, metric)
-        idx, d = kernels.topk(dist, k)
-        out_ids[r] = np.where(idx >= 0, rows[np.maximum(idx, 0)], -1)
-        out_d[r] = d
+        idx, out_d[r] = kernels.topk(dist, k)  # padded -1 / +inf, padding last
+        out_ids[r] = rows.take(idx, mode="clip")
+        if k and idx[-1] < 0:
+            out_ids[r][idx < 0] = -1
     return out_ids, out_d
 
 

@@ -280,18 +280,27 @@ def distances_at(query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, metri
     out = np.empty(offs.shape[0], dtype=np.float32)
     if offs.shape[0] == 0:
         return out
-    lo, hi = int(offs.min()), int(offs.max())
-    if lo < 0 or hi >= rows.shape[0]:
-        raise ValueError(f"offsets out of range [0, {rows.shape[0]}): min {lo}, max {hi}")
     st = state()
     b = st.backend["distances_at"]
-    if b == "c":
-        st.native.distances_f32_at(q, rows, offs, code, out)
-    elif b == "numba":
+    if b == "c":  # the C binding checks every offset itself (a min and max here cost more than the scan)
+        try:
+            st.native.distances_f32_at(q, rows, offs, code, out)
+        except IndexError:
+            _offsets_out_of_range(offs, rows.shape[0])
+        return out
+    _offsets_out_of_range(offs, rows.shape[0])
+    if b == "numba":
         st.numba.distance.distances_f32_at_into(q, rows, offs, code, out)
     else:
         out[:] = reference.distances_at(q, rows, offs, metric)
     return out
+
+
+def _offsets_out_of_range(offs: np.ndarray, n: int) -> None:
+    """Raise ValueError naming the range when an offset falls outside [0, n)."""
+    lo, hi = int(offs.min()), int(offs.max())
+    if lo < 0 or hi >= n:
+        raise ValueError(f"offsets out of range [0, {n}): min {lo}, max {hi}")
 
 
 def distances_f16(query: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:

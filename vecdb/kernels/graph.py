@@ -326,7 +326,9 @@ def native_traverse(native, q, w, data, dmode, links0, counts0, up_off, links_up
     res_i = np.empty(ef, np.int32)
     todo = np.empty(max(links0.shape[1], links_up.shape[1]), np.int32)
     n_allowed = allowed.shape[0] if filtered else -1
-    cap = max(2 * ef, 64)
+    # A mask keeps disallowed nodes out of the results but not out of the candidates, so a filtered
+    # walk queues several times more of them before ef allowed ones are found.
+    cap = max(8 * ef, 256) if filtered else max(2 * ef, 64)
     while True:
         cd = np.empty(cap, np.float32)
         ci = np.empty(cap, np.int32)
@@ -336,7 +338,7 @@ def native_traverse(native, q, w, data, dmode, links0, counts0, up_off, links_up
         if rsz >= 0:
             return res_d, res_i, rsz
         tag = next_tag(visited, epoch)
-        cap = n_limit + 1
+        cap = min(4 * cap, n_limit + 1)
 
 
 # --- queries -------------------------------------------------------------------------------------

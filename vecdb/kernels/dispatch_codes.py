@@ -10,7 +10,7 @@ import numpy as np
 
 from vecdb.kernels import reference
 from vecdb.kernels.dispatch import _mask_u8, state
-from vecdb.kernels.validate import check_float, check_int, code_vector, small_float, stored
+from vecdb.kernels.validate import check_float, check_int, code_vector, float_array, small_float, stored
 
 
 def hamming(query_code: np.ndarray, codes: np.ndarray) -> np.ndarray:
@@ -178,14 +178,8 @@ def pq4_fastscan_topk(
 def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Recurrent residual binarization (``reference.binarize``): y (n, D), alphas (u,) float32 ->
     (signs (n, u, D) bool, reconstruction (n, D) float32)."""
-    y = np.asarray(y)
-    if y.ndim != 2:
-        raise ValueError(f"y must be 2-D (n, D), got shape {y.shape}")
-    y = small_float(y, "y", y.shape)
-    alphas = np.asarray(alphas)
-    if alphas.ndim != 1:
-        raise ValueError(f"alphas must be 1-D (u,), got shape {alphas.shape}")
-    alphas = small_float(alphas, "alphas", alphas.shape)
+    y = float_array(y, "y", 2)
+    alphas = float_array(alphas, "alphas", 1)
     st = state()
     if st.backend["binarize"] == "numpy":
         return reference.binarize(y, alphas)
@@ -198,14 +192,8 @@ def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def bitplane_fastscan_lut(query: np.ndarray, code_weights: np.ndarray) -> tuple[np.ndarray, float]:
     """The fast-scan table of a query against bit-plane codes (``reference.bitplane_fastscan_lut``):
     query (d,) float32, code_weights (u,) -> (lut (u * ceil(d / 4), 16) float32, offset)."""
-    q = np.asarray(query)
-    if q.ndim != 1:
-        raise ValueError(f"query must be 1-D, got shape {q.shape}")
-    q = small_float(q, "query", q.shape)
-    cw = np.asarray(code_weights)
-    if cw.ndim != 1:
-        raise ValueError(f"code_weights must be 1-D, got shape {cw.shape}")
-    cw = small_float(cw, "code_weights", cw.shape)
+    q = float_array(query, "query", 1)
+    cw = float_array(code_weights, "code_weights", 1)
     st = state()
     if st.backend["bitplane_fastscan_lut"] == "numpy":
         return reference.bitplane_fastscan_lut(q, cw)
@@ -216,10 +204,9 @@ def bitplane_fastscan_lut(query: np.ndarray, code_weights: np.ndarray) -> tuple[
 
 def quantize_lut(lut: np.ndarray) -> tuple[np.ndarray, float, float]:
     """A float32 (m, 16) table to uint8 with one scale and a bias (``reference.quantize_lut``)."""
-    table = np.asarray(lut)
-    if table.ndim != 2 or table.shape[1] != 16 or table.shape[0] == 0:
+    table = float_array(lut, "lut", 2)
+    if table.shape[1] != 16 or table.shape[0] == 0:
         raise ValueError(f"lut must be (m, 16) with m >= 1, got shape {table.shape}")
-    table = small_float(table, "lut", table.shape)
     st = state()
     if st.backend["quantize_lut"] == "numpy":
         return reference.quantize_lut(table)

@@ -64,6 +64,14 @@ def query_matrix(queries: object, name: str, dim: int) -> np.ndarray:
     return _finite(q, name)
 
 
+def float_array(arr: object, name: str, ndim: int) -> np.ndarray:
+    """A finite float32 contiguous array with ``ndim`` dimensions, any shape (per-query inputs)."""
+    a = _real_float32(arr, name)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    return _finite(a, name)
+
+
 def small_float(arr: object, name: str, shape: tuple[int, ...]) -> np.ndarray:
     """A finite float32 contiguous array of exactly ``shape`` (scales, weights, lookup tables)."""
     a = _real_float32(arr, name)

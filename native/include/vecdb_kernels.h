@@ -136,8 +136,9 @@ int64_t vdb_pq4_fastscan_topk_u8(const uint8_t *lut, const uint8_t *packed, int6
  * vecdb/kernels/graph.py: layer 0 is links0 (n, width0) / counts0 (n,); node i's row for upper
  * layer l is up_off[i] + l - 1 of links_up (rows, width_up) / counts_up. Neighbour ids outside
  * [0, n_limit) are skipped. Rows are (n, d) float32 (modes L2_F32 / IP_F32: squared l2 / -dot)
- * or uint8 codes (WL2_U8: sum w[j] (q[j] - code[j])^2; IP_U8: -sum q[j] code[j]); w is read in
- * WL2_U8 only. allowed (n_allowed,) filters the results (n_allowed < 0: no filter; rows past
+ * or uint8 codes (WL2_U8: sum w[j] (q[j] - code[j])^2; IP_U8: -sum q[j] code[j]; IP_I8: q is
+ * int8 in [-63, 63] (not float) and the distance -(w[0] * (float)sum q[j] code[j]), the integer sum
+ * exact); w is read in WL2_U8 and IP_I8 only. allowed (n_allowed,) filters the results (n_allowed < 0: no filter; rows past
  * its end count as disallowed); filtered-out nodes are still expanded. visited (>= n_limit)
  * holds epoch tags: a node is visited when visited[i] == tag (the caller advances the tag).
  * Writes the result max-heap to res_d/res_i (ef) and returns its size; cand_d/cand_i (cand_cap)
@@ -148,6 +149,7 @@ int64_t vdb_pq4_fastscan_topk_u8(const uint8_t *lut, const uint8_t *packed, int6
 #define VDB_GRAPH_IP_F32 1
 #define VDB_GRAPH_WL2_U8 2
 #define VDB_GRAPH_IP_U8 3
+#define VDB_GRAPH_IP_I8 4
 int64_t vdb_hnsw_search(const float *q, const float *w, const void *rows, int64_t d, int64_t mode,
                         const int32_t *links0, const int32_t *counts0, int64_t width0, const int32_t *up_off,
                         const int32_t *links_up, const int32_t *counts_up, int64_t width_up, int64_t entry,

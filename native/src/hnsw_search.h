@@ -183,6 +183,7 @@ static GS_ATTR int64_t hnsw_search(const float *q, const float *w, const void *r
         case VDB_GRAPH_L2_F32: return GS_CALL(VDB_GRAPH_L2_F32);
         case VDB_GRAPH_IP_F32: return GS_CALL(VDB_GRAPH_IP_F32);
         case VDB_GRAPH_WL2_U8: return GS_CALL(VDB_GRAPH_WL2_U8);
+        case VDB_GRAPH_IP_I8: return GS_CALL(VDB_GRAPH_IP_I8);
         default: return GS_CALL(VDB_GRAPH_IP_U8);
     }
 #undef GS_CALL

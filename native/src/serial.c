@@ -188,6 +188,12 @@ static inline float gs_row_dist(const float *q, const float *w, const void *rows
     if (mode == VDB_GRAPH_L2_F32) return row_f32(q, (const float *)rows + i * d, d, VDB_METRIC_L2, NULL, NULL, 0.0);
     if (mode == VDB_GRAPH_IP_F32) return row_f32(q, (const float *)rows + i * d, d, VDB_METRIC_IP, NULL, NULL, 0.0);
     const uint8_t *x = (const uint8_t *)rows + i * d;
+    if (mode == VDB_GRAPH_IP_I8) {
+        const int8_t *qi = (const int8_t *)q;
+        int32_t sum = 0;
+        for (int64_t j = 0; j < d; j++) sum += (int32_t)qi[j] * (int32_t)x[j];
+        return -(w[0] * (float)sum);
+    }
     float a[4] = {0, 0, 0, 0};
     int64_t j = 0;
     if (mode == VDB_GRAPH_WL2_U8) {

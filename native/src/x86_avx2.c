@@ -411,6 +411,21 @@ AI_AVX2 __m256 u8_step(int mode, const float *q, const float *w, const uint8_t *
     return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(w + j), diff), diff, acc);
 }
 
+/* sum q[j] x[j] of an int8 query in [-63, 63] and uint8 codes, exact: vpmaddubsw's pair sums stay
+ * within 2 * 255 * 63 < 32767, so they never saturate. */
+AI_AVX2 __m256i i8_step(const int8_t *q, const uint8_t *x, int64_t j, __m256i acc) {
+    __m256i pairs = _mm256_maddubs_epi16(_mm256_loadu_si256((const __m256i *)(x + j)),
+                                         _mm256_loadu_si256((const __m256i *)(q + j)));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+}
+
+AI_AVX2 int32_t hsum_i32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
 /* One row's traversal distance for hnsw_search.h. f32 rows reuse block(); uint8 codes are
  * widened to float32 sixteen at a time into two accumulator chains that hide the FMA latency. */
 AI_AVX2 float gs_row_dist(const float *q, const float *w, const void *rows, int64_t i, int64_t d, int mode) {
@@ -421,6 +436,15 @@ AI_AVX2 float gs_row_dist(const float *q, const float *w, const void *rows, int6
         return out;
     }
     const uint8_t *x = (const uint8_t *)rows + i * d;
+    if (mode == VDB_GRAPH_IP_I8) {
+        const int8_t *qi = (const int8_t *)q;
+        __m256i acc = _mm256_setzero_si256();
+        int64_t j = 0;
+        for (; j + 32 <= d; j += 32) acc = i8_step(qi, x, j, acc);
+        int32_t sum = hsum_i32(acc);
+        for (; j < d; j++) sum += (int32_t)qi[j] * (int32_t)x[j];
+        return -(w[0] * (float)sum);
+    }
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t j = 0;
     for (; j + 16 <= d; j += 16) {
@@ -447,6 +471,24 @@ AI_AVX2 void gs_row_dist4(const float *q, const float *w, const void *rows, cons
         const void *r4[4];
         for (int r = 0; r < 4; r++) r4[r] = (const float *)rows + (int64_t)ids[r] * d;
         block(q, r4, 4, K_F32, mode == VDB_GRAPH_L2_F32 ? VDB_METRIC_L2 : VDB_METRIC_IP, NULL, NULL, d, 0.0, out);
+        return;
+    }
+    if (mode == VDB_GRAPH_IP_I8) { /* integer sums: exact in any order, four rows share each query load */
+        const int8_t *qi = (const int8_t *)q;
+        const uint8_t *x[4];
+        __m256i acc[4];
+        for (int r = 0; r < 4; r++) {
+            x[r] = (const uint8_t *)rows + (int64_t)ids[r] * d;
+            acc[r] = _mm256_setzero_si256();
+        }
+        int64_t j = 0;
+        for (; j + 32 <= d; j += 32)
+            for (int r = 0; r < 4; r++) acc[r] = i8_step(qi, x[r], j, acc[r]);
+        for (int r = 0; r < 4; r++) {
+            int32_t sum = hsum_i32(acc[r]);
+            for (int64_t t = j; t < d; t++) sum += (int32_t)qi[t] * (int32_t)x[r][t];
+            out[r] = -(w[0] * (float)sum);
+        }
         return;
     }
     /* uint8 codes: the chunk order and the two chains of gs_row_dist, four rows side by side. */

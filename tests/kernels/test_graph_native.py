@@ -75,8 +75,8 @@ def test_c_traversal_matches_numba(level: str, metric: str, quantized: bool) -> 
 
 
 def test_selective_mask_regrows_the_candidate_heap(level: str) -> None:
-    """1% of rows allowed and ef = 10: the first C attempt overflows its 64-entry candidate heap
-    and reruns with room for every node; results stay allowed, complete and equal to numba's."""
+    """1% of rows allowed and ef = 10: the first C attempts overflow their candidate heap (256
+    entries, then 4x more each time); results stay allowed, complete and equal to numba's."""
     index, q = _index("l2", False)
     allowed = np.zeros(N, dtype=bool)
     allowed[np.random.default_rng(3).choice(N, N // 100, replace=False)] = True
@@ -97,3 +97,19 @@ def test_call_native_accepts_only_arrays_and_integers() -> None:
 
     with pytest.raises((TypeError, TypingError), match="arrays and integers only"):
         bad(0)
+
+
+def test_int8_query_traversal_distance_is_exact() -> None:
+    """IP8: the query quantized to [-63, 63] within half a step, and the distance exactly
+    -(step * integer dot product) of it with the uint8 codes (what the C traversal computes)."""
+    rng = np.random.default_rng(21)
+    qt = (rng.normal(size=D) * 40.0).astype(np.float32)
+    qi, w = graph.quantize_query_i8(qt)
+    assert qi.dtype == np.int8 and np.abs(qi).max() == graph.I8_LEVELS
+    assert np.all(np.abs(qi.astype(np.float32) * w[0] - qt) <= w[0] * 0.5 + 1e-6)
+    codes = rng.integers(0, 256, size=(50, D), dtype=np.uint8)
+    for i in range(codes.shape[0]):
+        exact = int(codes[i].astype(np.int64) @ qi.astype(np.int64))
+        assert graph._dist(qi, w, codes, i, graph.IP8) == -(w[0] * np.float32(exact))
+    zero, step = graph.quantize_query_i8(np.zeros(D, np.float32))
+    assert not zero.any() and step[0] == 1.0

@@ -379,7 +379,7 @@ class HNSWIndex(VectorIndex):
         emode = graph.L2 if self.metric == "l2" else graph.IP
         if self._quantized:
             tmode = 2 if self.metric == "l2" else 3
-            dmode = graph.WL2 if self.metric == "l2" else graph.IP
+            dmode = graph.WL2 if self.metric == "l2" else graph.IP8
         else:
             tmode, dmode = emode, emode
         cosine = self.metric == "cosine"

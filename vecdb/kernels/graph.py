@@ -25,9 +25,15 @@ from numba.extending import intrinsic
 # Reassociation lets LLVM vectorise the reductions; contract allows FMA. No nnan/ninf flags.
 FAST = {"reassoc", "contract", "nsz", "arcp"}
 
-L2, IP, WL2 = 0, 1, 2
+# Distance modes: l2 / ip on float rows or uint8 codes, weighted l2 on codes, and ip on codes with the
+# query quantized to int8 (IP8: exact integer sums, four times fewer SIMD operations than widening
+# every code to float; only the traversal uses it, the re-rank is exact).
+L2, IP, WL2, IP8 = 0, 1, 2, 3
 # Traversal modes of the C traversal (VDB_GRAPH_* in native/include/vecdb_kernels.h).
-C_L2_F32, C_IP_F32, C_WL2_U8, C_IP_U8 = 0, 1, 2, 3
+C_L2_F32, C_IP_F32, C_WL2_U8, C_IP_U8, C_IP_I8 = 0, 1, 2, 3, 4
+# IP8 queries use [-63, 63]: two products of a uint8 code and the query then sum below 2^15, so
+# vpmaddubsw's saturating 16-bit pair sums are exact.
+I8_LEVELS = 63
 _EPOCH_MAX = 65535
 _PREFETCH_LINES = 8  # cache lines prefetched per row: the hardware streams the rest of a long row
 
@@ -113,6 +119,31 @@ def _dot(q: np.ndarray, row: np.ndarray) -> np.float32:
     return acc
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _idot(q: np.ndarray, row: np.ndarray) -> np.int64:
+    """Exact integer dot product of an int8 query and a uint8 code row."""
+    acc = np.int64(0)
+    for j in range(q.shape[0]):
+        acc += np.int64(q[j]) * np.int64(row[j])
+    return acc
+
+
+@njit(cache=True, nogil=True)
+def quantize_query_i8(qt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An IP8 query: qt (d,) float32 -> (int8 values in [-I8_LEVELS, I8_LEVELS], (1,) float32 step)
+    with qt ~= step * values; an all-zero query gets step 1."""
+    top = np.float32(0.0)
+    for j in range(qt.shape[0]):
+        top = max(top, abs(qt[j]))
+    step = top / np.float32(I8_LEVELS) if top > 0 else np.float32(1.0)
+    qi = np.empty(qt.shape[0], np.int8)
+    for j in range(qt.shape[0]):
+        qi[j] = np.int8(np.rint(qt[j] / step))
+    w = np.empty(1, np.float32)
+    w[0] = step
+    return qi, w
+
+
 @njit(cache=True, nogil=True, fastmath=FAST, inline="always")
 def _wl2(q: np.ndarray, w: np.ndarray, row: np.ndarray) -> np.float32:
     acc = np.float32(0.0)
@@ -131,6 +162,8 @@ def _dist(q: np.ndarray, w: np.ndarray, data: np.ndarray, i: np.intp, dmode: int
         return _l2(q, data[i])
     if dmode == IP:
         return -_dot(q, data[i])
+    if dmode == IP8:  # as the C traversal computes it: -(step * float32(exact integer sum))
+        return -(w[0] * np.float32(_idot(q, data[i])))
     return _wl2(q, w, data[i])
 
 
@@ -321,7 +354,10 @@ def native_traverse(native, q, w, data, dmode, links0, counts0, up_off, links_up
     The candidate heap starts at max(2 ef, 64) entries; the rare search that needs more (a
     selective mask) is rerun with room for every node."""
     float_rows = data.itemsize == 4
-    cmode = (C_L2_F32 if dmode == L2 else C_IP_F32) if float_rows else (C_WL2_U8 if dmode == WL2 else C_IP_U8)
+    if float_rows:
+        cmode = C_L2_F32 if dmode == L2 else C_IP_F32
+    else:
+        cmode = C_WL2_U8 if dmode == WL2 else (C_IP_I8 if dmode == IP8 else C_IP_U8)
     res_d = np.empty(ef, np.float32)
     res_i = np.empty(ef, np.int32)
     todo = np.empty(max(links0.shape[1], links_up.shape[1]), np.int32)
@@ -366,6 +402,23 @@ def prepare_query(q, tmode, scale, offset, normalize, qn, qt):
             qt[j] = qn[j]
 
 
+@njit(cache=True, nogil=True)
+def traverse(q, w, trav, dmode, links0, counts0, up_off, links_up, counts_up, entry, max_level, n_limit,
+             native, ef, allowed, filtered, visited, epoch, tag):
+    """Greedy descent and the layer-0 beam for a prepared query, in C when ``native`` is its address,
+    else here; returns the result heap (distances, ids, size)."""
+    if native != 0:
+        return native_traverse(native, q, w, trav, dmode, links0, counts0, up_off, links_up, counts_up, entry,
+                               max_level, n_limit, ef, allowed, filtered, visited, epoch, tag)
+    cur = entry
+    cur_d = _dist(q, w, trav, cur, dmode)
+    for layer in range(max_level, 0, -1):
+        cur, cur_d = greedy(q, w, trav, dmode, layer, links0, counts0, up_off, links_up, counts_up,
+                            cur, cur_d, n_limit)
+    return beam(q, w, trav, dmode, 0, links0, counts0, up_off, links_up, counts_up,
+                cur, cur_d, ef, n_limit, allowed, filtered, visited, tag)
+
+
 @njit(cache=True, nogil=True, fastmath=FAST)
 def query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, links_up, counts_up,
           entry, max_level, n_limit, native, rerank_n, ef, allowed, filtered, visited, epoch, out_i, out_d):
@@ -381,18 +434,13 @@ def query(qn, qt, shift, w, trav, dmode, vecs, emode, links0, counts0, up_off, l
     if entry < 0 or n_limit <= 0:
         return
     tag = next_tag(visited, epoch)
-    if native != 0:
-        res_d, res_i, rsz = native_traverse(native, qt, w, trav, dmode, links0, counts0, up_off, links_up,
-                                            counts_up, entry, max_level, n_limit, ef, allowed, filtered, visited,
-                                            epoch, tag)
+    if dmode == IP8:
+        qi, wi = quantize_query_i8(qt)
+        res_d, res_i, rsz = traverse(qi, wi, trav, dmode, links0, counts0, up_off, links_up, counts_up, entry,
+                                     max_level, n_limit, native, ef, allowed, filtered, visited, epoch, tag)
     else:
-        cur = entry
-        cur_d = _dist(qt, w, trav, cur, dmode)
-        for layer in range(max_level, 0, -1):
-            cur, cur_d = greedy(qt, w, trav, dmode, layer, links0, counts0, up_off, links_up, counts_up,
-                                cur, cur_d, n_limit)
-        res_d, res_i, rsz = beam(qt, w, trav, dmode, 0, links0, counts0, up_off, links_up, counts_up,
-                                 cur, cur_d, ef, n_limit, allowed, filtered, visited, tag)
+        res_d, res_i, rsz = traverse(qt, w, trav, dmode, links0, counts0, up_off, links_up, counts_up, entry,
+                                     max_level, n_limit, native, ef, allowed, filtered, visited, epoch, tag)
     order = np.argsort(res_d[:rsz])
     k = out_i.shape[0]
     if rerank_n > 0:

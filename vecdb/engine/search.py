@@ -179,9 +179,9 @@ def _search_sole_index(
     state: CollectionState, queries: np.ndarray, k: int, params: Mapping[str, Any]
 ) -> SearchResult | None:
     """An unfiltered search of a collection whose rows all sit in one indexed segment: the planner
-    would pick the plain index search, so it runs directly and the per-call Python stays a few
-    microseconds. None when that shape does not hold or the index came back short (the general
-    path then answers, with its exact fallback)."""
+    would pick the plain index search, so it runs directly, without planning each call. None when
+    that shape does not hold or the index came back short (the general path then answers, with its
+    exact fallback)."""
     view = state.sole
     index = view.segment.index if view is not None else None
     if index is None:

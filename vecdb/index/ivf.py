@@ -80,15 +80,6 @@ def list_order(cd: np.ndarray, count: int) -> np.ndarray:
     return np.ascontiguousarray(part[np.argsort(cd[part], kind="stable")], dtype=np.int64)
 
 
-def filtered_probes(n_min: int, selectivity: float, n_max: int) -> int:
-    """Lists a filtered query probes before its stop-at-k rule applies: a filter keeping a fraction
-    ``selectivity`` of the rows leaves that fraction of each list, so probe 1/selectivity times as
-    many lists (at most FILTER_PROBE_FACTOR times, and ``n_max``) to see as many candidates."""
-    if selectivity >= 1.0:
-        return n_min
-    return min(n_max, math.ceil(n_min / max(selectivity, 1.0 / FILTER_PROBE_FACTOR)))
-
-
 def code_scan(
     query: np.ndarray, quantizer: Any, codes: np.ndarray, rows: np.ndarray, lists: np.ndarray,
     list_start: np.ndarray, mask: np.ndarray, filtered: bool, vectors: np.ndarray, metric: str, k: int,
@@ -183,7 +174,7 @@ class IVFIndex(VectorIndex):
         n_max = max(n_max, nprobe)
         n_rows = self.rows.shape[0]
         selectivity = np.count_nonzero(mask[:n_rows]) / max(n_rows, 1) if filtered else 1.0
-        n_min = filtered_probes(nprobe, selectivity, n_max)
+        n_min = postings.filtered_probes(nprobe, selectivity, n_max, FILTER_PROBE_FACTOR)
         route = unit_rows(qs) if self.metric == "cosine" else qs
         cd = kernels.distances_many(route, self.centroids, self._route_metric)
         nq = qs.shape[0]

@@ -17,7 +17,7 @@ import ctypes.util
 import numpy as np
 from numba import njit
 
-from vecdb.kernels.distance import COSINE, FAST, IP, L2, distance_f32
+from vecdb.kernels.distance import COSINE, IP, L2, distance_f32, dot_f32, l2_f32
 from vecdb.kernels.selection import heap_push, heap_sort_out
 
 
@@ -36,26 +36,6 @@ def push_unique(hd: np.ndarray, hk: np.ndarray, size: int, d: float, key: int) -
 @njit(cache=True, nogil=True)
 def _allowed(mask: np.ndarray, filtered: bool, row: int) -> bool:
     return not filtered or (row < mask.shape[0] and mask[row])
-
-
-@njit(cache=True, nogil=True, fastmath=FAST)
-def _l2_at(query: np.ndarray, rows: np.ndarray, r: int, col0: int) -> float:
-    """Squared l2 of the query to rows[r, col0:col0 + d], indexed in place: a row slice per scored
-    row costs a reference-count round trip that outweighs a 50-d distance."""
-    acc = np.float32(0.0)
-    for i in range(query.shape[0]):
-        t = query[i] - rows[r, col0 + i]
-        acc += t * t
-    return acc
-
-
-@njit(cache=True, nogil=True, fastmath=FAST)
-def _dot_at(query: np.ndarray, rows: np.ndarray, r: int, col0: int) -> float:
-    """Dot product of the query with rows[r, col0:col0 + d], indexed in place."""
-    acc = np.float32(0.0)
-    for i in range(query.shape[0]):
-        acc += query[i] * rows[r, col0 + i]
-    return acc
 
 
 @njit(cache=True, nogil=True)
@@ -84,12 +64,7 @@ def scan_offsets(
             r = rows[j]
             if not _allowed(mask, filtered, r):
                 continue
-            if metric == L2:
-                d = np.float32(_l2_at(query, vectors, r, 0))
-            elif metric == IP:
-                d = np.float32(-_dot_at(query, vectors, r, 0))
-            else:
-                d = distance_f32(query, vectors[r], metric)
+            d = distance_f32(query, vectors[r], metric)
             scored += 1
             size = heap_push(hd, hk, size, d, r)
     return size, probed, read, scored
@@ -123,7 +98,8 @@ def scan_records(
             r = np.int64(rec_ids[j, 0])
             if not _allowed(mask, filtered, r):
                 continue
-            d = _l2_at(query, recs, j, 1) if metric == L2 else -_dot_at(query, recs, j, 1)
+            v = recs[j, 1:]
+            d = l2_f32(query, v) if metric == L2 else -dot_f32(query, v)
             scored += 1
             size = push_unique(hd, hk, size, d, r)
     return size, probed, read, scored
@@ -153,13 +129,21 @@ def ranked_count(order: np.ndarray) -> int:
 
 
 @njit(cache=True, nogil=True)
+def filtered_probes(n_min: int, selectivity: float, n_max: int, probe_factor: int) -> int:
+    """Lists a filtered query probes before its stop-at-k rule applies: a filter keeping a fraction
+    ``selectivity`` of the rows leaves that fraction of each list, so probe 1/selectivity times as
+    many lists (at most ``probe_factor`` times, and ``n_max``) to see as many candidates."""
+    if selectivity >= 1.0:
+        return n_min
+    return min(n_max, int(np.ceil(n_min / max(selectivity, 1.0 / probe_factor))))
+
+
+@njit(cache=True, nogil=True)
 def pruned_count(order: np.ndarray, order_d: np.ndarray, max_lists: int, eps: float, selectivity: float,
                  probe_factor: int) -> int:
     """Lists a query probes before a filter's stop-at-k rule: of the ranked lists ``order``
     (ascending centroid distances ``order_d``, padded -1), those within ``d1 + eps * |d1|`` of the
-    nearest, at least 1 and at most ``max_lists``; a filter keeping a fraction ``selectivity`` of the
-    rows probes 1/selectivity times as many (at most ``probe_factor`` times and the lists ranked), as
-    ``ivf.filtered_probes`` does."""
+    nearest, at least 1 and at most ``max_lists``, then widened for a filter by ``filtered_probes``."""
     n_order = ranked_count(order)
     if n_order <= 0:
         return 0
@@ -168,9 +152,7 @@ def pruned_count(order: np.ndarray, order_d: np.ndarray, max_lists: int, eps: fl
     for li in range(1, min(max_lists, n_order)):
         if order_d[li] <= limit:
             n_min += 1
-    if selectivity < 1.0:
-        n_min = min(n_order, int(np.ceil(n_min / max(selectivity, 1.0 / probe_factor))))
-    return n_min
+    return filtered_probes(n_min, selectivity, n_order, probe_factor)
 
 
 @njit(cache=True, nogil=True)

@@ -188,6 +188,65 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(topk_f32_at_doc,
+             "topk_f32_at(query, rows, offsets, metric, k, out_idx, out_dist) -> int\n\nThe k rows of rows[offsets] "
+             "nearest to query (distances_f32_at then topk in one call): out_idx (k,) int64 receives their row "
+             "offsets, ascending by distance, ties by position in offsets, NaN skipped, padded -1 / +inf; returns "
+             "the count filled.");
+
+static PyObject *py_topk_f32_at(PyObject *self, PyObject *args, PyObject *kw) {
+    PyObject *oq, *ox, *ooff, *oi, *ood;
+    int metric;
+    long long k;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOiLOO:topk_f32_at",
+                                     KW("query", "rows", "offsets", "metric", "k", "out_idx", "out_dist"), &oq, &ox,
+                                     &ooff, &metric, &k, &oi, &ood))
+        return NULL;
+    if (k < 0) {
+        PyErr_Format(PyExc_ValueError, "k must be >= 0, got %lld", k);
+        return NULL;
+    }
+    held_buffers held = {.count = 0};
+    Py_buffer *q, *x, *off, *idx, *dist;
+    if (check_metric(metric) || !(q = get_array(&held, oq, "query", &K_F32, 1, 0)) ||
+        !(x = get_array(&held, ox, "rows", &K_F32, 2, 0)) ||
+        !(off = get_array(&held, ooff, "offsets", &K_I64, 1, 0)) ||
+        !(idx = get_array(&held, oi, "out_idx", &K_I64, 1, 1)) ||
+        !(dist = get_array(&held, ood, "out_dist", &K_F32, 1, 1)) ||
+        expect_dim(x, "rows", 1, q->shape[0], "len(query)") || expect_dim(idx, "out_idx", 0, (Py_ssize_t)k, "k") ||
+        expect_dim(dist, "out_dist", 0, (Py_ssize_t)k, "k"))
+        goto fail;
+    const int64_t *offsets = off->buf;
+    const int64_t m = off->shape[0];
+    for (int64_t i = 0; i < m; i++)
+        if (offsets[i] < 0 || offsets[i] >= x->shape[0]) {
+            PyErr_Format(PyExc_IndexError, "offsets[%lld] = %lld is out of range for rows with %zd rows", (long long)i,
+                         (long long)offsets[i], x->shape[0]);
+            goto fail;
+        }
+    /* A filter's few matching rows fit on the stack; a long list gets a heap buffer. */
+    float small[1024];
+    float *scratch = m <= 1024 ? small : PyMem_RawMalloc((size_t)m * sizeof(float));
+    if (scratch == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    const vdb_kernel_table *t = vdb_active_table();
+    int64_t *out_idx = idx->buf;
+    int64_t filled;
+    Py_BEGIN_ALLOW_THREADS
+    t->distances_f32_at(q->buf, x->buf, offsets, m, x->shape[1], metric, scratch);
+    filled = t->topk(scratch, NULL, m, k, out_idx, dist->buf);
+    for (int64_t j = 0; j < filled; j++) out_idx[j] = offsets[out_idx[j]];
+    Py_END_ALLOW_THREADS
+    if (scratch != small) PyMem_RawFree(scratch);
+    release_all(&held);
+    return PyLong_FromLongLong(filled);
+fail:
+    release_all(&held);
+    return NULL;
+}
+
 PyDoc_STRVAR(distances_f16_doc,
              "distances_f16(query, rows, metric, out)\n\nquery: (d,) float32, rows: (n, d) float16, out: (n,) "
              "float32.");
@@ -609,6 +668,7 @@ static PyObject *py_function_pointers(PyObject *self, PyObject *unused) {
 static PyMethodDef methods[] = {
     KWFN(distances_f32),
     KWFN(distances_f32_at),
+    KWFN(topk_f32_at),
     KWFN(distances_f16),
     KWFN(distances_sq8),
     KWFN(hamming),

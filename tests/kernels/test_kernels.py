@@ -94,6 +94,30 @@ def test_distances_at(backend: str, metric: str) -> None:
 
 @pytest.mark.parametrize("metric", METRICS)
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_topk_at(backend: str, metric: str) -> None:
+    with using(backend) as kind:
+        _expect("topk_at", kind)
+        for d in (3, 17, 384):  # d=1 cosine is all ties, ordered by rounding
+            rng = _rng(22, d)
+            rows = _rows(rng, 60, d)
+            rows[5] = rows[40]  # a tie: the earlier position in offsets wins
+            query = rng.standard_normal(d).astype(np.float32)
+            offsets = np.array([40, 59, 0, 5, 7, 7, 33, 2], dtype=np.uint32)
+            for k in (0, 3, 8, 12):  # 12 > len(offsets): padding
+                idx, dist = K.topk_at(query, rows, offsets, k, metric)
+                want_idx, want_d = R.topk_at(query, rows, offsets, k, metric)
+                assert idx.dtype == np.int64 and dist.dtype == np.float32 and idx.shape == (k,)
+                np.testing.assert_array_equal(idx, want_idx, err_msg=f"d={d} k={k}")
+                scale = 1 + np.abs(want_d[np.isfinite(want_d)]).max(initial=0)
+                np.testing.assert_allclose(dist, want_d, rtol=1e-4, atol=1e-4 * scale)
+        idx, dist = K.topk_at(query, rows, np.array([], np.int64), 2, metric)
+        assert list(idx) == [-1, -1] and np.all(np.isinf(dist))
+        with pytest.raises(ValueError, match="offsets out of range"):
+            K.topk_at(query, rows, [0, 60], 2, metric)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_distances_f16(backend: str, metric: str) -> None:
     with using(backend) as kind:
         _expect("distances_f16", kind)

@@ -93,6 +93,25 @@ def test_distances_f32_at_matches_reference(level, d):
             np.testing.assert_allclose(out, ref.distances_at(q, x, offsets, metric), **_tolerance(metric, d))
 
 
+@pytest.mark.parametrize("d", (3, 17, 384))  # d=1 cosine is all ties, ordered by rounding
+def test_topk_f32_at_matches_reference(level, d):
+    rng = _rng(21, d)
+    x = rng.standard_normal((3000, d), dtype=np.float32)
+    x[7] = x[9]  # a tie: the earlier position in offsets wins
+    q = rng.standard_normal(d, dtype=np.float32)
+    for m in (*NS, 1500):  # 1500 rows: past the stack buffer
+        offsets = rng.permutation(3000)[:m].astype(np.int64)
+        for k in (0, 1, 10, 64):
+            for metric in METRICS:
+                idx = np.full(k, 99, dtype=np.int64)
+                dist = np.full(k, np.nan, dtype=np.float32)
+                filled = native.topk_f32_at(q, x, offsets, METRIC_CODES[metric], k, idx, dist)
+                want_idx, want_d = ref.topk_at(q, x, offsets, k, metric)
+                assert filled == min(k, m)
+                np.testing.assert_array_equal(idx, want_idx, err_msg=f"m={m} k={k} {metric}")
+                np.testing.assert_allclose(dist, want_d, **_tolerance(metric, d))
+
+
 @pytest.mark.parametrize("d", DIMS)
 def test_distances_f16_matches_reference(level, d):
     rng = _rng(3, d)
@@ -442,6 +461,11 @@ BAD_CALLS = [
     ("offset < 0", IndexError, "offsets[1]", lambda: _at(np.array([0, -1]), _f32(2))),
     ("offset >= n", IndexError, "offsets[0]", lambda: _at(np.array([2]), _f32(1))),
     ("offsets i32", TypeError, "offsets", lambda: _at(np.zeros(1, np.int32), _f32(1))),
+    ("topk_at offset", IndexError, "offsets[1]",
+     lambda: N.topk_f32_at(_f32(4), _f32(2, 4), np.array([1, 2]), 0, 1, _i64(1), _f32(1))),
+    ("topk_at k < 0", ValueError, "k", lambda: N.topk_f32_at(_f32(4), _f32(2, 4), _i64(1), 0, -1, _i64(0), _f32(0))),
+    ("topk_at out", ValueError, "out_dist",
+     lambda: N.topk_f32_at(_f32(4), _f32(2, 4), _i64(1), 0, 2, _i64(2), _f32(3))),
     ("f16 given f32", TypeError, "rows", lambda: N.distances_f16(_f32(4), _f32(2, 4), 0, _f32(2))),
     ("sq8 scale", ValueError, "scale", lambda: N.distances_sq8(_f32(4), _u8(2, 4), _f32(3), _f32(4), 0, _f32(2))),
     ("sq8 int8", TypeError, "codes", lambda: N.distances_sq8(_f32(4), _i8(2, 4), _f32(4), _f32(4), 0, _f32(2))),

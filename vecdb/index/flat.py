@@ -66,11 +66,7 @@ def _exact_at(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, metric
     out_ids = np.empty((queries.shape[0], k), np.int64)
     out_d = np.empty((queries.shape[0], k), np.float32)
     for r in range(queries.shape[0]):
-        dist = kernels.distances_at(queries[r], vectors, rows, metric)
-        idx, out_d[r] = kernels.topk(dist, k)  # padded -1 / +inf, padding last
-        out_ids[r] = rows.take(idx, mode="clip")
-        if k and idx[-1] < 0:
-            out_ids[r][idx < 0] = -1
+        out_ids[r], out_d[r] = kernels.topk_at(queries[r], vectors, rows, k, metric)
     return out_ids, out_d
 
 

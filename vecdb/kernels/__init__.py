@@ -21,6 +21,7 @@ from vecdb.kernels.dispatch import (
     reload,
     set_simd_level,
     topk,
+    topk_at,
 )
 from vecdb.kernels.dispatch_codes import (
     binarize,
@@ -73,5 +74,6 @@ __all__ = [
     "reload",
     "set_simd_level",
     "topk",
+    "topk_at",
     "unpack_bits",
 ]

@@ -37,6 +37,18 @@ def distances_f32_at(
 ) -> None:
     """Distances to rows[offsets]: offsets (m,) int64 in [0, n) (IndexError otherwise), out (m,)."""
 
+def topk_f32_at(
+    query: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.float32],
+    offsets: npt.NDArray[np.int64],
+    metric: int,
+    k: int,
+    out_idx: npt.NDArray[np.int64],
+    out_dist: npt.NDArray[np.float32],
+) -> int:
+    """The k nearest of rows[offsets]: out_idx (k,) gets row offsets, ascending (distance, position in
+    offsets), NaN skipped, padded -1 / +inf; IndexError for an offset outside [0, n); returns the count."""
+
 def distances_f16(
     query: npt.NDArray[np.float32], rows: npt.NDArray[np.float16], metric: int, out: npt.NDArray[np.float32]
 ) -> None:

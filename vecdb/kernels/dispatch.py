@@ -36,6 +36,7 @@ from vecdb.types import METRIC_CODES, check_metric
 NATIVE_NAMES: dict[str, str] = {
     "distances": "distances_f32",
     "distances_at": "distances_f32_at",
+    "topk_at": "topk_f32_at",
     "distances_f16": "distances_f16",
     "distances_sq8": "distances_sq8",
     "hamming": "hamming",
@@ -203,6 +204,8 @@ def info() -> dict[str, Any]:
 
 
 def _metric(metric: str) -> int:
+    if type(metric) is str and metric in METRIC_CODES:
+        return METRIC_CODES[metric]
     if not isinstance(metric, str):
         raise TypeError(f"metric must be a str, got {type(metric).__name__}")
     return METRIC_CODES[check_metric(metric)]
@@ -271,12 +274,7 @@ def distances_at(query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, metri
     code = _metric(metric)
     rows = stored(rows, "rows", np.float32, 2)
     q = query_vector(query, "query", rows.shape[1])
-    offs = np.asarray(offsets)
-    if offs.ndim != 1:
-        raise ValueError(f"offsets must be 1-D, got shape {offs.shape}")
-    if offs.size and offs.dtype.kind not in "iu":
-        raise TypeError(f"offsets must be integers, got {offs.dtype}")
-    offs = np.ascontiguousarray(offs, dtype=np.int64)
+    offs = _offsets(offsets)
     out = np.empty(offs.shape[0], dtype=np.float32)
     if offs.shape[0] == 0:
         return out
@@ -296,8 +294,53 @@ def distances_at(query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, metri
     return out
 
 
+def topk_at(query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, k: int, metric: str
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows of rows[offsets] nearest to query (d,) -> (row offsets (k,) int64, distances (k,)
+    float32), ascending, ties by position in offsets, padded -1 / +inf: ``distances_at`` and
+    ``topk`` in one call, for scoring a filter's few matching rows."""
+    code = _metric(metric)
+    rows = stored(rows, "rows", np.float32, 2)
+    q = query_vector(query, "query", rows.shape[1])
+    offs = _offsets(offsets)
+    k = check_int(k, "k", 0)
+    out_idx = np.empty(k, dtype=np.int64)
+    out_d = np.empty(k, dtype=np.float32)
+    st = state()
+    b = st.backend["topk_at"]
+    if b == "c":  # the C binding checks every offset itself
+        try:
+            st.native.topk_f32_at(q, rows, offs, code, k, out_idx, out_d)
+        except IndexError:
+            _offsets_out_of_range(offs, rows.shape[0])
+        return out_idx, out_d
+    _offsets_out_of_range(offs, rows.shape[0])
+    if b == "numpy":
+        return reference.topk_at(q, rows, offs, k, metric)
+    dist = np.empty(offs.shape[0], dtype=np.float32)
+    st.numba.distance.distances_f32_at_into(q, rows, offs, code, dist)
+    filled = st.numba.selection.topk_into(dist, k, _NO_MASK, False, out_idx, out_d)
+    out_idx[:filled] = offs[out_idx[:filled]]
+    return out_idx, out_d
+
+
+_NO_MASK = np.zeros(1, dtype=np.uint8)
+
+
+def _offsets(offsets: object) -> np.ndarray:
+    """Row offsets -> (m,) int64 C-contiguous (range checked by the caller, against its rows)."""
+    offs = np.asarray(offsets)
+    if offs.ndim != 1:
+        raise ValueError(f"offsets must be 1-D, got shape {offs.shape}")
+    if offs.size and offs.dtype.kind not in "iu":
+        raise TypeError(f"offsets must be integers, got {offs.dtype}")
+    return np.ascontiguousarray(offs, dtype=np.int64)
+
+
 def _offsets_out_of_range(offs: np.ndarray, n: int) -> None:
     """Raise ValueError naming the range when an offset falls outside [0, n)."""
+    if not offs.size:
+        return
     lo, hi = int(offs.min()), int(offs.max())
     if lo < 0 or hi >= n:
         raise ValueError(f"offsets out of range [0, {n}): min {lo}, max {hi}")

@@ -59,6 +59,16 @@ def distances_at(query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, metri
     return distances(query, rows[np.asarray(offsets, dtype=np.int64)], metric)
 
 
+def topk_at(query: np.ndarray, rows: np.ndarray, offsets: np.ndarray, k: int, metric: str
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The k rows of rows[offsets] nearest to query (d,) -> (row offsets (k,) int64, distances (k,)),
+    ascending, ties by position in offsets, NaN skipped, padded -1 / +inf."""
+    offs = np.asarray(offsets, dtype=np.int64)
+    pos, dist = topk(distances_at(query, rows, offs, metric), k)
+    picked = offs[np.maximum(pos, 0)] if offs.size else np.zeros(k, np.int64)
+    return np.where(pos >= 0, picked, -1), dist
+
+
 def distances_f16(query: np.ndarray, rows: np.ndarray, metric: str) -> np.ndarray:
     """query: (d,) float32, rows: (n, d) float16 -> (n,) float32."""
     return distances(query, rows.astype(np.float32), metric)

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from vecdb.index.tenant import TenantIndex
+from vecdb.index.tenant import EXACT_EF_FACTOR, TenantIndex
 from vecdb.kernels import reference
 
 # A deep tree on little data: small leaves, small branching (every code path of the descent runs).
@@ -80,6 +80,18 @@ def test_small_tenants_are_scanned_exactly() -> None:
     assert stats["plan"] == "tenant-exact"
     assert got[0].tolist() == [0, 1, -1, -1, -1]
     assert np.isinf(dist[0, 2:]).all()
+
+
+def test_tenants_within_a_few_times_the_budget_are_scanned_exactly() -> None:
+    # Scanning a tenant's rows beats a descent that scores ef of them once the tenant holds at most
+    # EXACT_EF_FACTOR * ef rows; the configured threshold still applies below that.
+    x, rt = _data(3000, 16, seed=3)
+    index = TenantIndex.build(x, "l2", rt, {"branching": 8, "leaf_size": 32, "exact_threshold": 0})
+    rows = _owners(rt, "acme").size
+    q = x[:3]
+    at_limit = -(-rows // EXACT_EF_FACTOR)  # the smallest ef that covers the tenant
+    assert index.search_with_stats(q, 10, "acme", {"ef": at_limit})[2]["plan"] == "tenant-exact"
+    assert index.search_with_stats(q, 10, "acme", {"ef": at_limit - 1})[2]["plan"] == "tenant-tree"
 
 
 def test_unknown_tenant_gets_nothing() -> None:

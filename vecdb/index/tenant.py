@@ -48,6 +48,10 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_NPROBE = 8  # leaves a search opens at least
 DEFAULT_EF = 1024  # rows a search scores at least (raised to k): recall >= 0.99 up to 4k-row tenants on npm
 DEFAULT_BEAM = 16  # internal nodes expanded per tree level (at least nprobe)
+# A tenant with at most this many times ``ef`` rows is scanned exactly: the descent scores ef rows
+# and then some, and pays for centroids and scattered leaves; on npm (384-d) an exact scan of 4,096
+# rows took 0.17 ms where the descent at ef 1024 took 0.3-0.5 ms (p50) at recall 0.99.
+EXACT_EF_FACTOR = 4
 _EMPTY_I32 = np.zeros(0, dtype=np.int32)
 _EMPTY_U32 = np.zeros(0, dtype=np.uint32)
 _ZERO_START = np.zeros(1, dtype=np.int32)
@@ -202,7 +206,8 @@ class TenantIndex:
         leaves = np.zeros(nq, dtype=np.int64)
         scored = np.zeros(nq, dtype=np.int64)
         tree = self.trees[self.ids[tenant]] if tenant in self.ids else _EMPTY_TREE
-        exact = bool(params.get("exact")) or tree.rows.shape[0] <= self.cfg["exact_threshold"]
+        rows = tree.rows.shape[0]
+        exact = bool(params.get("exact")) or rows <= max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * ef)
         beam = tree.beam(beam, nprobe, ef)
         route = unit_rows(qs) if self.metric == "cosine" else qs
         vecs = self._vectors

@@ -128,3 +128,49 @@ def test_filtered_rows_are_cached_per_state_and_never_stale() -> None:
     after = col.search(x[7], k=5, filter="g = 7")
     assert 7 not in after.ids and after.stats["matching_rows"] == 29
     db.close()
+
+
+@pytest.mark.parametrize(("flt", "keep", "plan", "used"), [
+    ("g = 7", lambda g: g == 7, None, "exact"),
+    ("g < 60", lambda g: g < 60, "index", "hnsw-filtered"),
+    ("g >= 0", lambda g: g >= 0, "exact", "exact")])
+def test_sole_segment_filtered_fast_path_answers_like_the_planner(flt: str, keep, plan: str | None,
+                                                                   used: str) -> None:
+    """A filtered search of a one-segment collection skips the per-segment loop and merge: it must
+    give the general path's ids, distances and stats at every plan ("stats" forces the general path)."""
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(3000, 8)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32),
+                               schema={"g": "int64"})
+    col.upsert(np.arange(3000) + 5, x, attributes={"g": np.arange(3000) % 100})
+    col.optimize()
+    assert col.state().sole is not None
+    q = rng.normal(size=(3, 8)).astype(np.float32)
+    params = {"ef": 48} if plan is None else {"ef": 48, "plan": plan}
+    fast = col.search(q, k=12, filter=flt, params=params)
+    slow = col.search(q, k=12, filter=flt, params={**params, "stats": False})
+    np.testing.assert_array_equal(fast.ids, slow.ids)
+    np.testing.assert_array_equal(fast.distances, slow.distances)
+    assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+    allowed = set((np.flatnonzero(keep(np.arange(3000) % 100)) + 5).tolist())
+    assert set(fast.ids.ravel().tolist()) <= allowed and fast.stats["complete"]
+    assert fast.stats["plans"] == slow.stats["plans"] == [used]
+    db.close()
+
+
+def test_in_list_params_are_cached_by_value_and_type() -> None:
+    """An IN list is one cache key: the same values hit it, and 1 / 1.0 / True stay apart."""
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 4, metric="l2", schema={"g": "int64", "f": "float64"})
+    col.upsert(np.arange(4), np.eye(4, dtype=np.float32), attributes={"g": [1, 2, 3, 4], "f": [1.0, 1.5, 2.0, 2.5]})
+    ids = col.search(np.zeros(4, np.float32), k=4, filter="g IN :v", filter_params={"v": [1, 3]}).ids
+    assert sorted(ids[ids >= 0].tolist()) == [0, 2]
+    assert len(col._compiled) == 1
+    col.search(np.zeros(4, np.float32), k=4, filter="g IN :v", filter_params={"v": [1, 3]})
+    assert len(col._compiled) == 1  # the same list: a hit
+    ids = col.search(np.zeros(4, np.float32), k=4, filter="f IN :v", filter_params={"v": [1.5, 2.5]}).ids
+    assert sorted(ids[ids >= 0].tolist()) == [1, 3]
+    col.search(np.zeros(4, np.float32), k=4, filter="g IN :v", filter_params={"v": [1.0, 3.0]})
+    assert len(col._compiled) == 3  # floats are another key than the equal ints
+    db.close()

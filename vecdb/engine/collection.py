@@ -430,8 +430,15 @@ class Collection:
         return f"Collection({self.name!r}, dim={self.dim}, metric={self.metric!r}, index={self.index})"
 
 
+_PLAIN_TYPES = frozenset({int, float, str, bool, bytes})
+
+
 def _hashable(value: Any) -> Any:
     """Parameter values as a cache key: lists/sets become tuples (typed, so 1 and 1.0 and True differ)."""
+    if type(value) in (list, tuple):
+        kinds = set(map(type, value))
+        if len(kinds) == 1 and kinds <= _PLAIN_TYPES:  # an IN list of one plain type: one key, not one per value
+            return (type(value).__name__, next(iter(kinds)).__name__, tuple(value))
     if isinstance(value, (list, tuple, set, frozenset)):
         items = sorted(value, key=repr) if isinstance(value, (set, frozenset)) else value
         return (type(value).__name__, tuple(_hashable(v) for v in items))

@@ -23,6 +23,8 @@ FILTER_CACHE_SIZE = 16
 # Search params that only tune an index: with nothing else asked, the sole-segment fast path applies
 # ("plan", "exact" and "stats" change what runs or what is reported, so they take the general path).
 _INDEX_KNOBS = frozenset({"ef", "nprobe", "rerank", "eps", "max_lists", "max_bytes", "prefetch"})
+# ... and with a filter, the planner's own knobs too: the filtered fast path plans as the general path does.
+_PLANNER_KNOBS = _INDEX_KNOBS | {"plan", "exact"}
 
 
 class FilteredRows(NamedTuple):
@@ -122,8 +124,12 @@ def search_state(
     ``compiled`` is the user's filter (None: none); ``tenant``, when the search is confined to one,
     supplies the visibility filter (the user's AND the tenant's) instead, and lets segments with a
     tenant index search the tenant directly."""
-    if compiled is None and tenant is None and not include and params.keys() <= _INDEX_KNOBS:
-        fast = _search_sole_index(state, queries, k, params)
+    if tenant is None and not include:
+        fast = None
+        if compiled is None and params.keys() <= _INDEX_KNOBS:
+            fast = _search_sole_index(state, queries, k, params)
+        elif compiled is not None and params.keys() <= _PLANNER_KNOBS:
+            fast = _search_sole_filtered(state, queries, k, compiled, params)
         if fast is not None:
             return fast
     part_ids: list[np.ndarray] = []
@@ -193,6 +199,28 @@ def _search_sole_index(
     stats = {"plans": [index.kind], "matching_rows": live, "estimated_selectivity": live / state.total_rows,
              "complete": True}
     return SearchResult(ids=_to_ids(view.segment.ids, offsets), distances=dists.astype(np.float32, copy=False),
+                        attributes=None, stats=stats)
+
+
+def _search_sole_filtered(
+    state: CollectionState, queries: np.ndarray, k: int, compiled: Any, params: Mapping[str, Any]
+) -> SearchResult | None:
+    """A filtered search of a collection whose rows all sit in one segment: the general path's plan
+    for that one segment, without its per-segment lists and merge (a selective filter's exact plan
+    costs only a few microseconds, so the loop around it would dominate). None when that shape does
+    not hold."""
+    view = state.sole
+    if view is None:
+        return None
+    seg = view.segment
+    allowed, count, rows = _filtered(view, compiled)
+    plan = planner.choose(seg.index, seg.num_rows, count, True, params, state.dim)
+    offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
+                                       None, rows)
+    want = min(k, count)
+    stats = {"plans": [used], "matching_rows": count, "estimated_selectivity": count / state.total_rows,
+             "complete": want == 0 or planner.all_filled(offsets, want)}
+    return SearchResult(ids=_to_ids(seg.ids, offsets), distances=dists.astype(np.float32, copy=False),
                         attributes=None, stats=stats)
 
 

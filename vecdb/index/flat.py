@@ -63,6 +63,9 @@ def exact_search(
 
 def _exact_at(queries: np.ndarray, vectors: np.ndarray, rows: np.ndarray, metric: str, k: int
               ) -> tuple[np.ndarray, np.ndarray]:
+    if queries.shape[0] == 1:  # one query, as most callers send: no output arrays to fill row by row
+        ids, dists = kernels.topk_at(queries[0], vectors, rows, k, metric)
+        return ids.reshape(1, k), dists.reshape(1, k)
     out_ids = np.empty((queries.shape[0], k), np.int64)
     out_d = np.empty((queries.shape[0], k), np.float32)
     for r in range(queries.shape[0]):

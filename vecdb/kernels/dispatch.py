@@ -329,6 +329,8 @@ _NO_MASK = np.zeros(1, dtype=np.uint8)
 
 def _offsets(offsets: object) -> np.ndarray:
     """Row offsets -> (m,) int64 C-contiguous (range checked by the caller, against its rows)."""
+    if type(offsets) is np.ndarray and offsets.dtype == np.int64 and offsets.ndim == 1 and offsets.flags.c_contiguous:
+        return offsets  # the common case (a filter's row list), without a conversion
     offs = np.asarray(offsets)
     if offs.ndim != 1:
         raise ValueError(f"offsets must be 1-D, got shape {offs.shape}")

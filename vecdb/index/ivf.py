@@ -45,6 +45,10 @@ def unit_rows(x: np.ndarray) -> np.ndarray:
 
 def as_rows(x: Any, dim: int | None) -> np.ndarray:
     """A C-contiguous (n, d) float32 array; ValueError on a bad shape or non-finite values."""
+    if (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
+            and x.shape[1] and (dim is None or x.shape[1] == dim)
+            and math.isfinite(np.vdot(x, x))):  # the common case: one dot product proves it finite
+        return x
     a = np.asarray(x)
     if a.ndim != 2 or (dim is not None and a.shape[1] != dim) or a.shape[1] == 0:
         want = f"(n, {dim})" if dim is not None else "(n, d)"

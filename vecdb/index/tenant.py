@@ -34,6 +34,7 @@ import numpy as np
 from vecdb.index.balanced import train_kmeans
 from vecdb.index.ivf import as_rows, check_mask, positive_int, unit_rows
 from vecdb.kernels import tenant as tk
+from vecdb.kernels.selection import finish_heap
 from vecdb.quant.kmeans import assign
 from vecdb.types import METRIC_CODES, check_metric
 
@@ -219,7 +220,7 @@ class TenantIndex:
                 size, leaves[t], scored[t] = tk.tenant_search_into(
                     qs[t], route[t], vecs, self.centroids, self.first_child, self.n_children, tree.nodes,
                     tree.start, tree.rows, self._code, self._route_code, mask, filtered, beam, nprobe, ef, hd, hk)
-            _sort_heap(hd, hk, size)
+            finish_heap(hk, hd, size)
         stats = {"plan": "tenant-exact" if exact else "tenant-tree", "leaves": leaves.tolist(),
                  "candidates_scored": scored.tolist()}
         return out_i, out_d, stats
@@ -422,13 +423,6 @@ class TenantIndex:
             pos = np.searchsorted(tree.nodes, leaf)
             if pos < tree.nodes.shape[0] and tree.nodes[pos] == leaf:
                 self._set_rows(t, tree.rows.astype(np.int64))
-
-
-def _sort_heap(hd: np.ndarray, hk: np.ndarray, size: int) -> None:
-    """Order the first ``size`` heap entries ascending by (distance, offset); pad the rest."""
-    order = np.lexsort((hk[:size], hd[:size]))
-    hd[:size], hk[:size] = hd[:size][order], hk[:size][order]
-    hd[size:], hk[size:] = np.inf, -1
 
 
 def _sub_tree(rows: np.ndarray, row_leaf: np.ndarray, parent: np.ndarray) -> _SubTree:

@@ -120,7 +120,9 @@ def _offer_range(
 
 
 @njit(cache=True, nogil=True)
-def _finish(out_idx: np.ndarray, out_dist: np.ndarray, size: int) -> int:
+def finish_heap(out_idx: np.ndarray, out_dist: np.ndarray, size: int) -> int:
+    """Sort a result max-heap of ``size`` entries ascending by (distance, index) and pad the rest
+    with -1 / +inf; returns ``size``."""
     heap_sort_out(out_dist, out_idx, size)
     for j in range(size, out_idx.shape[0]):
         out_idx[j] = -1
@@ -160,7 +162,7 @@ def topk_into(
             if low >= tkey:
                 continue
         size, thresh = _offer_range(dist, lo, hi, k, mask, use_mask, out_idx, out_dist, size, thresh)
-    return _finish(out_idx, out_dist, size)
+    return finish_heap(out_idx, out_dist, size)
 
 
 @njit(cache=True, nogil=True)
@@ -182,7 +184,7 @@ def topk_u16_into(
             if np.float32(low) >= thresh:
                 continue
         size, thresh = _offer_range(dist, lo, hi, k, mask, use_mask, out_idx, out_dist, size, thresh)
-    return _finish(out_idx, out_dist, size)
+    return finish_heap(out_idx, out_dist, size)
 
 
 @njit(cache=True, nogil=True)

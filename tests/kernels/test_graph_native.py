@@ -113,3 +113,23 @@ def test_int8_query_traversal_distance_is_exact() -> None:
         assert graph._dist(qi, w, codes, i, graph.IP8) == -(w[0] * np.float32(exact))
     zero, step = graph.quantize_query_i8(np.zeros(D, np.float32))
     assert not zero.any() and step[0] == 1.0
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_build_with_the_c_beam_matches_the_numba_build(metric: str) -> None:
+    """The layer-0 beam of every insertion runs in C when the module is there: the graph must be the
+    one the numba beam builds, up to the rare near-tie that float32 summation order flips."""
+    rng = np.random.default_rng(31)
+    x = rng.normal(size=(1500, D)).astype(np.float32)
+    config = HNSW(m=8, ef_construction=48)
+    assert dispatch.graph_search_pointer() != 0
+    with_c = HNSWIndex.build(x, metric, config, seed=4)
+    dispatch.reload("numba")
+    try:
+        with_numba = HNSWIndex.build(x, metric, config, seed=4)
+    finally:
+        dispatch.reload()
+    a, b = with_c.to_arrays()[1], with_numba.to_arrays()[1]
+    same = [set(a["links0"][i, : a["counts0"][i]]) == set(b["links0"][i, : b["counts0"][i]]) for i in range(1500)]
+    assert np.mean(same) >= 0.95, f"only {np.mean(same):.2f} of the layer-0 rows agree"
+    np.testing.assert_array_equal(a["levels"], b["levels"])

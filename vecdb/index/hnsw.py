@@ -457,6 +457,7 @@ class HNSWIndex(VectorIndex):
         pool = np.zeros((_chunks(1 << 30), n_total), dtype=np.uint16)
         epochs = np.zeros(pool.shape[0], dtype=np.int64)
         bar = _progress(progress, order.shape[0])
+        native = dispatch.graph_search_pointer()
         pos = 0
         with _PARALLEL:
             while pos < order.shape[0]:
@@ -464,7 +465,7 @@ class HNSWIndex(VectorIndex):
                 batch = order[pos : pos + size]
                 graph.insert_batch(batch, data, self._ones_w(), dmode, work.links0, work.counts0, work.levels,
                                    work.up_off, work.links_up, work.counts_up, entry, max_level, self.m,
-                                   self.ef_construction, n_total, pool, epochs)
+                                   self.ef_construction, n_total, native, pool, epochs)
                 lv = work.levels[batch]
                 top = int(np.argmax(lv))
                 if lv[top] > max_level:

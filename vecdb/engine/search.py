@@ -212,15 +212,11 @@ def _search_sole_filtered(
     view = state.sole
     if view is None:
         return None
-    seg = view.segment
-    allowed, count, rows = _filtered(view, compiled)
-    plan = planner.choose(seg.index, seg.num_rows, count, True, params, state.dim)
-    offsets, dists, used = planner.run(plan, seg.index, seg.vectors, state.metric, queries, k, params, allowed,
-                                       None, rows)
+    offsets, dists, used, count = _search_segment(view, state, queries, k, compiled, params, None, None)
     want = min(k, count)
     stats = {"plans": [used], "matching_rows": count, "estimated_selectivity": count / state.total_rows,
              "complete": want == 0 or planner.all_filled(offsets, want)}
-    return SearchResult(ids=_to_ids(seg.ids, offsets), distances=dists.astype(np.float32, copy=False),
+    return SearchResult(ids=_to_ids(view.segment.ids, offsets), distances=dists.astype(np.float32, copy=False),
                         attributes=None, stats=stats)
 
 

@@ -537,7 +537,7 @@ def _link_node(p, data, w, dmode, links0, counts0, levels, up_off, links_up, cou
     for layer in range(max_level, lp, -1):
         cur, cur_d = greedy(q, w, data, dmode, layer, links0, counts0, up_off, links_up, counts_up,
                             cur, cur_d, n_limit)
-    sel = np.empty(2 * m, np.int32)
+    sel = np.empty(OWN_LINKS0 * m, np.int32)  # room for layer 0 (upper layers keep m)
     for layer in range(min(lp, max_level), -1, -1):
         tag = next_tag(visited, epoch)
         if layer == 0 and native != 0:  # the C beam from ``cur`` (no upper layers to descend)

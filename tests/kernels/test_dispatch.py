@@ -223,3 +223,14 @@ def test_empty_inputs_give_empty_outputs() -> None:
         np.testing.assert_array_equal(idx, [-1, -1, -1])
         assert np.all(np.isinf(d))
         assert K.topk(np.ones((2, 0), np.uint16), 2, np.ones((2, 0), bool))[0].shape == (2, 2)
+
+
+def test_all_finite_survives_overflow_and_catches_nan_and_inf() -> None:
+    from vecdb.kernels.validate import all_finite
+
+    huge = np.full(8, 3e38, np.float32)  # the dot product overflows to inf: the exact check decides
+    assert all_finite(huge) and all_finite(np.zeros((2, 3), np.float32))
+    for bad in (np.nan, np.inf, -np.inf):
+        x = np.ones((2, 4), np.float32)
+        x[1, 2] = bad
+        assert not all_finite(x)

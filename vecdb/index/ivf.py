@@ -24,6 +24,7 @@ from vecdb.index.balanced import train_kmeans
 from vecdb.index.base import VectorIndex
 from vecdb.kernels import postings
 from vecdb.kernels.selection import heap_sort_out
+from vecdb.kernels.validate import all_finite
 from vecdb.quant.kmeans import assign
 from vecdb.quant.rerank import rerank
 from vecdb.types import METRIC_CODES, check_metric
@@ -47,7 +48,7 @@ def as_rows(x: Any, dim: int | None) -> np.ndarray:
     """A C-contiguous (n, d) float32 array; ValueError on a bad shape or non-finite values."""
     if (type(x) is np.ndarray and x.dtype == np.float32 and x.ndim == 2 and x.flags.c_contiguous
             and x.shape[1] and (dim is None or x.shape[1] == dim)
-            and math.isfinite(np.vdot(x, x))):  # the common case: one dot product proves it finite
+            and all_finite(x)):  # the common case: checked without a copy
         return x
     a = np.asarray(x)
     if a.ndim != 2 or (dim is not None and a.shape[1] != dim) or a.shape[1] == 0:

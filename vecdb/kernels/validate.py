@@ -39,10 +39,15 @@ def _real_float32(arr: object, name: str) -> np.ndarray:
         return np.ascontiguousarray(a, dtype=np.float32)
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """Whether every element of a float array is finite. One dot product (an inf or NaN anywhere
+    makes it non-finite) is several times cheaper than isfinite().all() on a query; the exact check
+    runs only when the sum overflowed."""
+    return math.isfinite(np.vdot(a, a)) or bool(np.isfinite(a).all())
+
+
 def _finite(a: np.ndarray, name: str) -> np.ndarray:
-    # One dot product (any inf or NaN makes it non-finite) is several times cheaper than
-    # isfinite().all() on a query; the exact check runs only when the sum overflowed.
-    if not (math.isfinite(np.vdot(a, a)) or np.isfinite(a).all()):
+    if not all_finite(a):
         raise ValueError(f"{name} contains NaN or inf (or values beyond the float32 range)")
     return a
 

@@ -18,6 +18,7 @@ SOURCES = [
     "native/src/x86_avx512.c",
     "native/src/dispatch.c",
     "native/python/module.c",
+    "native/python/searcher.c",
 ]
 
 

@@ -12,6 +12,8 @@
 
 #include "vecdb_kernels.h"
 
+int vdb_searcher_register(PyObject *module); /* searcher.c */
+
 static const char *const LEVEL_NAMES[] = {"scalar", "avx2", "avx512"};
 #define N_LEVELS 3
 
@@ -712,5 +714,7 @@ PyMODINIT_FUNC PyInit__native(void) {
             vdb_set_level(level);
         }
     }
-    return PyModule_Create(&module_def);
+    PyObject *module = PyModule_Create(&module_def);
+    if (module != NULL && vdb_searcher_register(module) < 0) Py_CLEAR(module);
+    return module;
 }

@@ -8,7 +8,7 @@ import pytest
 import vecdb
 from vecdb.engine import planner, validate
 from vecdb.engine.collection import _check_params
-from vecdb.engine.search import _to_ids
+from vecdb.engine.search import _to_ids, search_sole_one
 from vecdb.errors import InvalidArgument
 
 
@@ -89,6 +89,60 @@ def test_sole_segment_fast_path_answers_like_the_planner() -> None:
     assert 0 not in col.search(x[0], k=5, params={"ef": 40}).ids
     col.upsert([1], x[:1])
     assert col.search(x[0], k=1, params={"ef": 40}).ids[0, 0] == 1
+    db.close()
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_one_query_single_call_path_answers_like_the_general_path(metric: str) -> None:
+    """One plain query on an optimized HNSW collection is answered in one C call (before any
+    validation); ids, distances and stats must be the general path's."""
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(1500, 12)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 12, metric=metric, index=vecdb.HNSW(m=8, ef_construction=40))
+    col.upsert(np.arange(1500) * 5 + 7, x)
+    col.optimize()
+    q = rng.normal(size=(20, 12)).astype(np.float32)
+    for i in range(q.shape[0]):
+        for one, params in ((q[i], {"ef": 30}), (q[i : i + 1], None), (q[i : i + 1], {})):
+            assert search_sole_one(col.state(), one, 10, params) is not None  # the path is taken
+            fast = col.search(one, k=10, params=params)
+            slow = col.search(one, k=10, params={**(params or {}), "stats": False})
+            np.testing.assert_array_equal(fast.ids, slow.ids)
+            np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
+            assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+    db.close()
+
+
+def test_single_call_path_leaves_bad_input_to_validation() -> None:
+    """What the single-call path declines reaches the general path's checks, with their messages."""
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=(1200, 8)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32))
+    col.upsert(np.arange(1200), x)
+    col.optimize()
+    nan = x[:1].copy()
+    nan[0, 3] = np.nan
+    cases = [
+        (dict(queries=nan), "finite"),
+        (dict(queries=x[:1, :7]), "dim"),
+        (dict(queries=x[:1], k=0), "k must be in"),
+        (dict(queries=x[:1], k=True), "k must be an integer"),
+        (dict(queries=x[:1], params={"ef": 0}), "'ef' must be an integer"),
+        (dict(queries=x[:1], params={"ef": True}), "must be a number"),
+        (dict(queries=x[:1], params=[]), "params must be a mapping"),
+        (dict(queries=x[:1], params={"ef": 8, "bogus": 1}), "unknown search param"),
+        (dict(queries=x[:1], include=""), "include names unknown"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(InvalidArgument, match=message):
+            col.search(**kwargs)
+    # Declined but valid: numpy ints, float64 queries and lists take the general path and agree.
+    want = col.search(x[5], k=3, params={"ef": 20}).ids
+    np.testing.assert_array_equal(col.search(x[5], k=np.int64(3), params={"ef": np.int64(20)}).ids, want)
+    np.testing.assert_array_equal(col.search(x[5].astype(np.float64), k=3, params={"ef": 20}).ids, want)
+    np.testing.assert_array_equal(col.search(x[5].tolist(), k=3, params={"ef": 20}).ids, want)
     db.close()
 
 

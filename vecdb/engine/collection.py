@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from vecdb.config import config_from_dict
 from vecdb.engine import tenancy, validate
 from vecdb.engine.records import RecordKind, decode_delete, decode_upsert, encode_delete, encode_upsert
-from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_state
+from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_sole_one, search_state
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.store import CollectionStore
 from vecdb.engine.tenant_search import TenantScope
@@ -294,6 +294,11 @@ class Collection:
 
         ``tenant`` confines the search to that tenant's rows (multi-tenant collections).
         """
+        if filter is None and tenant is None and not self.multi_tenant and (
+                include is None or (type(include) is tuple and not include)):
+            found = search_sole_one(self.state(), queries, k, params)
+            if found is not None:
+                return found
         q = validate.as_queries(queries, self.dim)
         k = validate.check_k(k)
         include = self._check_include(include)

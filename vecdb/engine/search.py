@@ -202,6 +202,31 @@ def _search_sole_index(
                         attributes=None, stats=stats)
 
 
+def search_sole_one(state: CollectionState, query: Any, k: Any, params: Any) -> SearchResult | None:
+    """One query with no filter, tenant or ``include``, on a collection whose rows all sit in one
+    indexed segment, answered by the index's single-call path (``VectorIndex.search_one``) before
+    any validation or planning: that path takes only what validation would pass unchanged (a finite
+    float32 query of the right shape, an int k in range) and params of at most an int ``ef``, and
+    the plain index search is what the planner would choose. None for anything else, or when the
+    index came back short: the general path then validates, plans and answers."""
+    view = state.sole
+    if view is None or not (params is None or (type(params) is dict and (not params or params.keys() == {"ef"}))):
+        return None
+    index = view.segment.index
+    if index is None:
+        return None
+    found = index.search_one(query, k, params["ef"] if params else None, view.segment.ids)
+    if found is None:
+        return None
+    ids, dists, filled = found
+    live = view.live
+    if filled < min(k, live):
+        return None
+    stats = {"plans": [index.kind], "matching_rows": live, "estimated_selectivity": live / state.total_rows,
+             "complete": True}
+    return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
+
+
 def _search_sole_filtered(
     state: CollectionState, queries: np.ndarray, k: int, compiled: Any, params: Mapping[str, Any]
 ) -> SearchResult | None:

@@ -50,6 +50,13 @@ class VectorIndex(ABC):
         ``allowed``: (n,) bool of rows that may be returned (deletions, filters); None = all.
         """
 
+    def search_one(self, query: Any, k: Any, ef: Any, ids: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """A single-call path for one unfiltered query: (ids (1, k), distances (1, k), filled), or
+        None when the index has none or does not take these inputs (see ``HNSWIndex.search_one``);
+        callers then use ``search``. By default there is none."""
+        return None
+
     @abstractmethod
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able metadata, named arrays) that ``from_arrays`` turns back into this index."""

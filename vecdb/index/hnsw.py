@@ -108,6 +108,7 @@ class HNSWIndex(VectorIndex):
         self._owns_vectors = metric == "cosine"
         self._write = threading.Lock()
         self._args_cache: tuple[_Graph, tuple] | None = None
+        self._searcher_cache: tuple[_Graph, Any, Any] | None = None  # (snapshot, backends, searcher)
         self._g = self._empty_graph(np.zeros((0, dim), np.float32), np.zeros((0, dim), np.float32))
 
     # --- the contract ----------------------------------------------------------------------------
@@ -183,6 +184,10 @@ class HNSWIndex(VectorIndex):
                 raise ValueError("allowed must be a 1-D bool array")
             filtered = True
         nq = qs.shape[0]
+        if nq == 1 and allowed is None and not self._quantized:
+            found = self.search_one(qs, k, ef)
+            if found is not None:
+                return found[0], found[1]
         out_i = np.empty((nq, k), dtype=np.int64)
         out_d = np.empty((nq, k), dtype=np.float32)
         static = self._static_args(g)
@@ -198,6 +203,29 @@ class HNSWIndex(VectorIndex):
             finally:
                 _PARALLEL.release()
         return out_i, out_d
+
+    def search_one(self, query: Any, k: Any, ef: Any, ids: np.ndarray | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """One unfiltered query on a full-precision graph in a single C call (the query checks,
+        traversal, top-k, id mapping and result arrays): (``ids[offsets]``, or the offsets when
+        ``ids`` is None, (1, k) int64 padded -1; distances (1, k) float32 padded +inf; how many
+        are filled). ``ef`` None means the default. None when it does not apply (quantized graph,
+        empty graph, no C module) or does not take the input (not a finite (d,) or (1, d) float32
+        C-contiguous array; k, ef not ints in range): the caller's general path then answers."""
+        g = self._g
+        backends = dispatch.state()  # replaced when the backends are re-resolved (VECDB_KERNELS)
+        cached = self._searcher_cache
+        if cached is not None and cached[0] is g and cached[1] is backends:
+            searcher = cached[2]
+        else:
+            searcher = None
+            if not self._quantized and g.n > 0:
+                searcher = dispatch.hnsw_searcher(g.trav, g.links0, g.counts0, g.up_off, g.links_up, g.counts_up,
+                                                  g.entry, g.max_level, g.n, self.metric)
+            self._searcher_cache = (g, backends, searcher)
+        if searcher is None:
+            return None
+        return searcher(query, k, 64 if ef is None else ef, ids)
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Metadata and the graph arrays trimmed to n rows (codes too when quantized)."""

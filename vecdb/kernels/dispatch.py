@@ -474,3 +474,15 @@ def merge_topk(ids: list[np.ndarray], dists: list[np.ndarray], k: int) -> tuple[
     out_d = np.empty((q, k), dtype=np.float32)
     st.numba.selection.merge_into(all_ids, all_d, k, out_ids, out_d)
     return out_ids, out_d
+
+
+def hnsw_searcher(rows: np.ndarray, links0: np.ndarray, counts0: np.ndarray, up_off: np.ndarray,
+                  links_up: np.ndarray, counts_up: np.ndarray, entry: int, max_level: int, n: int,
+                  metric: str) -> Any | None:
+    """The C one-query HNSW searcher over these graph arrays (``vecdb._native.HnswSearcher``: the
+    query checks, traversal, top-k and result arrays in one call), or None without the C module,
+    whose queries all take the numba path."""
+    native = state().native
+    if native is None or not hasattr(native, "HnswSearcher"):
+        return None
+    return native.HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric)

@@ -1,0 +1,387 @@
+/*
+ * searcher.c - vecdb._native.HnswSearcher: one unfiltered query on a full-precision HNSW graph,
+ * with the whole per-call path in C: query checks, the thread's visited set, the traversal
+ * (the dispatched vdb_hnsw_search), the top k, the mapping to ids and the result arrays.
+ *
+ * Why it exists: one query on a 100k x 384 graph costs ~200 us, and the Python layers around the
+ * walk (validation, planning, id mapping, result assembly; ~20-40 us, most of it cache misses
+ * after the walk) decide whether the public search call keeps up with hnswlib and faiss. Every
+ * other query (batches, filters, quantized graphs, odd inputs) takes the general path in
+ * vecdb/index/hnsw.py, which runs the same C traversal through numba; the searcher answers None
+ * for anything it does not take, so that path can validate it and explain.
+ *
+ * The numpy C API is used here only (result arrays and argument checks cost nanoseconds instead
+ * of the buffer protocol's microseconds), imported by vdb_searcher_register.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#define PY_ARRAY_UNIQUE_SYMBOL vecdb_native_ARRAY_API
+#include <numpy/arrayobject.h>
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vecdb_kernels.h"
+
+#ifndef _WIN32
+#include <pthread.h>
+#endif
+
+int vdb_searcher_register(PyObject *module);
+
+/* ---- the calling thread's visited set ----
+ * visited[i] == tag marks node i as seen by the current query; a new query takes the next tag,
+ * so the array is cleared only when the 16-bit tag wraps (once per 65535 queries). One set per
+ * thread: the walk runs without the GIL, so threads search concurrently. */
+typedef struct {
+    uint16_t *tags;
+    int64_t size;
+    uint16_t tag;
+} visited_set;
+
+#ifdef _WIN32
+static __declspec(thread) visited_set tls_visited;
+static visited_set *thread_visited(void) { return &tls_visited; }
+static int visited_init(void) { return 0; }
+#else
+static pthread_key_t visited_key;
+
+static void visited_free(void *p) {
+    visited_set *v = p;
+    free(v->tags);
+    free(v);
+}
+
+static int visited_init(void) { return pthread_key_create(&visited_key, visited_free); }
+
+static visited_set *thread_visited(void) {
+    visited_set *v = pthread_getspecific(visited_key);
+    if (v == NULL) {
+        v = calloc(1, sizeof *v);
+        if (v == NULL || pthread_setspecific(visited_key, v) != 0) {
+            free(v);
+            return NULL;
+        }
+    }
+    return v;
+}
+#endif
+
+/* A fresh tag over at least n nodes; 0 when the set cannot grow (out of memory). */
+static uint16_t next_tag(visited_set *v, int64_t n) {
+    if (v->size < n) {
+        free(v->tags);
+        v->tags = calloc((size_t)n, sizeof(uint16_t));
+        v->size = v->tags ? n : 0;
+        v->tag = 0;
+        if (v->tags == NULL) return 0;
+    }
+    if (++v->tag == 0) {
+        memset(v->tags, 0, (size_t)v->size * sizeof(uint16_t));
+        v->tag = 1;
+    }
+    return v->tag;
+}
+
+/* ---- the searcher object ---- */
+
+enum { METRIC_L2, METRIC_IP, METRIC_COSINE };
+
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    PyArrayObject *rows, *links0, *counts0, *up_off, *links_up, *counts_up;
+    int64_t n, d, width0, width_up, entry, max_level;
+    int metric;
+} HnswSearcher;
+
+/* obj as a C-contiguous, aligned ndarray of `type` with `ndim` dimensions (a new reference), or
+ * NULL with TypeError/ValueError naming it. */
+static PyArrayObject *graph_array(PyObject *obj, const char *name, int type, const char *dtype, int ndim) {
+    if (!PyArray_Check(obj) || PyArray_TYPE((PyArrayObject *)obj) != type) {
+        PyErr_Format(PyExc_TypeError, "%s must be a %s numpy array, got %.200s", name, dtype, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_NDIM(a) != ndim || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) {
+        PyErr_Format(PyExc_ValueError, "%s must be a C-contiguous, aligned %d-dimensional array", name, ndim);
+        return NULL;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+static void searcher_dealloc(HnswSearcher *self) {
+    Py_XDECREF(self->rows);
+    Py_XDECREF(self->links0);
+    Py_XDECREF(self->counts0);
+    Py_XDECREF(self->up_off);
+    Py_XDECREF(self->links_up);
+    Py_XDECREF(self->counts_up);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
+
+static PyObject *searcher_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
+    PyObject *orows, *olinks0, *ocounts0, *oup_off, *olinks_up, *ocounts_up;
+    long long entry, max_level, n;
+    const char *metric;
+    static char *names[] = {"rows", "links0", "counts0", "up_off", "links_up", "counts_up",
+                            "entry", "max_level", "n", "metric", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOLLLs:HnswSearcher", names, &orows, &olinks0, &ocounts0,
+                                     &oup_off, &olinks_up, &ocounts_up, &entry, &max_level, &n, &metric))
+        return NULL;
+    int m;
+    if (strcmp(metric, "l2") == 0)
+        m = METRIC_L2;
+    else if (strcmp(metric, "ip") == 0)
+        m = METRIC_IP;
+    else if (strcmp(metric, "cosine") == 0)
+        m = METRIC_COSINE;
+    else {
+        PyErr_Format(PyExc_ValueError, "metric must be 'l2', 'ip' or 'cosine', got '%s'", metric);
+        return NULL;
+    }
+    HnswSearcher *self = (HnswSearcher *)type->tp_alloc(type, 0);
+    if (self == NULL) return NULL;
+    self->vectorcall = searcher_call;
+    self->metric = m;
+    if (!(self->rows = graph_array(orows, "rows", NPY_FLOAT32, "float32", 2)) ||
+        !(self->links0 = graph_array(olinks0, "links0", NPY_INT32, "int32", 2)) ||
+        !(self->counts0 = graph_array(ocounts0, "counts0", NPY_INT32, "int32", 1)) ||
+        !(self->up_off = graph_array(oup_off, "up_off", NPY_INT32, "int32", 1)) ||
+        !(self->links_up = graph_array(olinks_up, "links_up", NPY_INT32, "int32", 2)) ||
+        !(self->counts_up = graph_array(ocounts_up, "counts_up", NPY_INT32, "int32", 1)))
+        goto fail;
+    self->d = PyArray_DIM(self->rows, 1);
+    self->width0 = PyArray_DIM(self->links0, 1);
+    self->width_up = PyArray_DIM(self->links_up, 1);
+    /* The traversal trusts these: every per-node array must cover the n nodes it may visit. */
+    if (n < 1 || n > PyArray_DIM(self->rows, 0) || n > PyArray_DIM(self->links0, 0) ||
+        n > PyArray_DIM(self->counts0, 0) || n > PyArray_DIM(self->up_off, 0) ||
+        PyArray_DIM(self->counts_up, 0) < PyArray_DIM(self->links_up, 0)) {
+        PyErr_Format(PyExc_ValueError, "graph arrays do not cover n = %lld nodes", n);
+        goto fail;
+    }
+    if (entry < 0 || entry >= n || max_level < 0 || self->d < 1) {
+        PyErr_Format(PyExc_ValueError, "entry %lld / max_level %lld out of range for n = %lld", entry, max_level, n);
+        goto fail;
+    }
+    self->n = n;
+    self->entry = entry;
+    self->max_level = max_level;
+    return (PyObject *)self;
+fail:
+    Py_DECREF(self);
+    return NULL;
+}
+
+/* Pop the worst entry of the result max-heap (the traversal's layout: root = largest distance). */
+static int64_t max_pop(float *hd, int32_t *hi, int64_t size) {
+    size--;
+    float d = hd[size];
+    int32_t i = hi[size];
+    int64_t j = 0;
+    for (;;) {
+        int64_t c = 2 * j + 1;
+        if (c >= size) break;
+        if (c + 1 < size && hd[c + 1] > hd[c]) c++;
+        if (hd[c] <= d) break;
+        hd[j] = hd[c];
+        hi[j] = hi[c];
+        j = c;
+    }
+    if (size > 0) {
+        hd[j] = d;
+        hi[j] = i;
+    }
+    return size;
+}
+
+/* The query as a (d,) or (1, d) float32 array this searcher takes, or NULL (not an error). */
+static const float *query_data(const HnswSearcher *self, PyObject *obj) {
+    if (!PyArray_CheckExact(obj)) return NULL;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (PyArray_TYPE(a) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a)) return NULL;
+    int nd = PyArray_NDIM(a);
+    if (!((nd == 1 && PyArray_DIM(a, 0) == self->d) ||
+          (nd == 2 && PyArray_DIM(a, 0) == 1 && PyArray_DIM(a, 1) == self->d)))
+        return NULL;
+    return (const float *)PyArray_DATA(a);
+}
+
+/* An exact int in [1, limit], or -1. */
+static int64_t small_int(PyObject *obj, int64_t limit) {
+    if (!PyLong_CheckExact(obj)) return -1;
+    int overflow;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    return (overflow || v < 1 || v > limit) ? -1 : (int64_t)v;
+}
+
+#define MAX_K 10000
+#define MAX_EF 100000
+#define STACK_BYTES 16384
+
+PyDoc_STRVAR(searcher_doc,
+             "HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric)\n\n"
+             "One unfiltered query per call on a full-precision HNSW graph (the arrays of "
+             "vecdb/kernels/graph.py; rows (n, d) float32, unit length for 'cosine'), held for the object's "
+             "life.\n\nsearcher(query, k, ef, ids) -> (ids (1, k) int64, distances (1, k) float32, filled) | None\n\n"
+             "query: (d,) or (1, d) float32, C-contiguous; k in 1..10000 and ef in 1..100000 (exact ints); ids: "
+             "an (>= n,) int64 array mapping offsets to ids, or None for offsets. Results ascending by distance, "
+             "padded -1 / +inf after `filled`. Returns None, without error, for a query it does not take (other "
+             "type, dtype or shape, a NaN or inf, k or ef out of range): the caller's general path handles it.");
+
+static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    HnswSearcher *self = (HnswSearcher *)callable;
+    if (PyVectorcall_NARGS(nargsf) != 4 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "HnswSearcher takes 4 positional arguments: query, k, ef, ids");
+        return NULL;
+    }
+    const float *q = query_data(self, args[0]);
+    int64_t k = small_int(args[1], MAX_K), ef = small_int(args[2], MAX_EF);
+    if (q == NULL || k < 0 || ef < 0) Py_RETURN_NONE;
+    const int64_t *ids = NULL;
+    if (args[3] != Py_None) {
+        PyArrayObject *a = (PyArrayObject *)args[3];
+        if (!PyArray_Check(args[3]) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 ||
+            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < self->n) {
+            PyErr_Format(PyExc_TypeError, "ids must be None or a C-contiguous int64 array of at least %lld ids",
+                         (long long)self->n);
+            return NULL;
+        }
+        ids = (const int64_t *)PyArray_DATA(a);
+    }
+    const int64_t d = self->d, n = self->n;
+    if (ef < k) ef = k;
+    /* The query (unit length for cosine, as the graph's rows are); a NaN or inf anywhere makes
+     * the double sum non-finite, and the general path then rejects the query by name. */
+    double s = 0.0;
+    for (int64_t j = 0; j < d; j++) s += (double)q[j] * q[j];
+    if (!isfinite(s)) Py_RETURN_NONE;
+    const double inv = (self->metric == METRIC_COSINE && s > 0.0) ? 1.0 / sqrt(s) : 1.0;
+
+    int64_t cap = 2 * ef > 64 ? 2 * ef : 64;
+    const int64_t todo_len = self->width0 > self->width_up ? self->width0 : self->width_up;
+    /* Scratch: query, result heap (ef), todo list; the candidate heap is separate (it may grow). */
+    const size_t fixed = (size_t)d * 4 + (size_t)ef * 8 + (size_t)todo_len * 4;
+    float stack[STACK_BYTES / sizeof(float)]; /* every scratch array holds 4-byte items */
+    char *mem = fixed + (size_t)cap * 8 <= sizeof stack ? (char *)stack : PyMem_RawMalloc(fixed + (size_t)cap * 8);
+    if (mem == NULL) return PyErr_NoMemory();
+    float *qn = (float *)mem;
+    float *res_d = qn + d;
+    int32_t *res_i = (int32_t *)(res_d + ef);
+    int32_t *todo = res_i + ef;
+    float *cand_d = (float *)(todo + todo_len);
+    int32_t *cand_i = (int32_t *)(cand_d + cap);
+    char *grown = NULL; /* a larger candidate heap, when the first one overflowed */
+    for (int64_t j = 0; j < d; j++) qn[j] = (float)(q[j] * inv);
+
+    const vdb_kernel_table *t = vdb_active_table();
+    const int mode = self->metric == METRIC_L2 ? VDB_GRAPH_L2_F32 : VDB_GRAPH_IP_F32;
+    int64_t rsz = -1;
+    int oom = 0;
+    Py_BEGIN_ALLOW_THREADS
+    visited_set *v = thread_visited();
+    for (;;) {
+        uint16_t tag = v ? next_tag(v, n) : 0;
+        if (tag == 0) {
+            oom = 1;
+            break;
+        }
+        rsz = t->hnsw_search(qn, qn, PyArray_DATA(self->rows), d, mode, PyArray_DATA(self->links0),
+                             PyArray_DATA(self->counts0), self->width0, PyArray_DATA(self->up_off),
+                             PyArray_DATA(self->links_up), PyArray_DATA(self->counts_up), self->width_up, self->entry,
+                             self->max_level, n, ef, NULL, -1, v->tags, tag, res_d, res_i, cand_d, cand_i, cap, todo);
+        if (rsz >= 0) break;
+        /* The candidate heap overflowed (rare without a filter): again with room for every node. */
+        cap = n + 1;
+        free(grown);
+        grown = malloc((size_t)cap * 8);
+        if (grown == NULL) {
+            oom = 1;
+            break;
+        }
+        cand_d = (float *)grown;
+        cand_i = (int32_t *)(cand_d + cap);
+    }
+    /* Keep the k best of the heap, then pop them worst first into positions filled-1 .. 0. */
+    if (!oom)
+        while (rsz > k) rsz = max_pop(res_d, res_i, rsz);
+    Py_END_ALLOW_THREADS
+    free(grown);
+    PyObject *result = NULL;
+    if (oom) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    npy_intp dims[2] = {1, (npy_intp)k};
+    PyObject *out_i = PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *out_d = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    if (out_i == NULL || out_d == NULL) {
+        Py_XDECREF(out_i);
+        Py_XDECREF(out_d);
+        goto done;
+    }
+    int64_t *oi = PyArray_DATA((PyArrayObject *)out_i);
+    float *od = PyArray_DATA((PyArrayObject *)out_d);
+    const int64_t filled = rsz;
+    /* Cosine is scored as -dot of unit vectors: 1 - dot is the distance. */
+    const float shift = self->metric == METRIC_COSINE ? 1.0f : 0.0f;
+    for (int64_t j = filled; j < k; j++) {
+        oi[j] = -1;
+        od[j] = INFINITY;
+    }
+    for (int64_t j = filled - 1; j >= 0; j--) {
+        oi[j] = ids ? ids[res_i[0]] : (int64_t)res_i[0];
+        od[j] = res_d[0] + shift;
+        rsz = max_pop(res_d, res_i, rsz);
+    }
+    result = PyTuple_New(3);
+    PyObject *count = PyLong_FromLongLong((long long)filled);
+    if (result == NULL || count == NULL) {
+        Py_XDECREF(result);
+        Py_XDECREF(count);
+        Py_DECREF(out_i);
+        Py_DECREF(out_d);
+        result = NULL;
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, out_i);
+    PyTuple_SET_ITEM(result, 1, out_d);
+    PyTuple_SET_ITEM(result, 2, count);
+done:
+    if (mem != (char *)stack) PyMem_RawFree(mem);
+    return result;
+}
+
+static PyTypeObject HnswSearcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vecdb._native.HnswSearcher",
+    .tp_basicsize = sizeof(HnswSearcher),
+    .tp_dealloc = (destructor)searcher_dealloc,
+    .tp_vectorcall_offset = offsetof(HnswSearcher, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_doc = searcher_doc,
+    .tp_new = searcher_new,
+};
+
+/* Add HnswSearcher to the module (and load numpy's C API); -1 with an exception on failure. */
+int vdb_searcher_register(PyObject *module) {
+    import_array1(-1);
+    if (visited_init() != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot create the thread-local visited sets");
+        return -1;
+    }
+    if (PyType_Ready(&HnswSearcherType) < 0) return -1;
+    Py_INCREF(&HnswSearcherType);
+    if (PyModule_AddObject(module, "HnswSearcher", (PyObject *)&HnswSearcherType) < 0) {
+        Py_DECREF(&HnswSearcherType);
+        return -1;
+    }
+    return 0;
+}

@@ -157,6 +157,9 @@ class VecdbApi(Contender):
     def one(self, q: np.ndarray, ef: int) -> np.ndarray:
         return self.col.search(q, k=K, params={"ef": ef}).ids
 
+    def batch(self, q: np.ndarray, ef: int) -> np.ndarray:
+        return self.col.search(q, k=K, params={"ef": ef}).ids
+
 
 class Hnswlib(Contender):
     name = "hnswlib"

@@ -1,7 +1,8 @@
 /*
- * searcher.c - vecdb._native.HnswSearcher: one unfiltered query on a full-precision HNSW graph,
- * with the whole per-call path in C: query checks, the thread's visited set, the traversal
- * (the dispatched vdb_hnsw_search), the top k, the mapping to ids and the result arrays.
+ * searcher.c - single-call paths for one query: vecdb._native.HnswSearcher (one unfiltered query
+ * on a full-precision HNSW graph: query checks, the thread's visited set, the traversal (the
+ * dispatched vdb_hnsw_search), the top k, the mapping to ids and the result arrays) and
+ * topk_at_one (the same for an exact scan of a filter's matching rows).
  *
  * Why it exists: one query on a 100k x 384 graph costs ~200 us, and the Python layers around the
  * walk (validation, planning, id mapping, result assembly; ~20-40 us, most of it cache misses
@@ -359,6 +360,109 @@ done:
     return result;
 }
 
+/* ---- exact top-k over a filter's rows ---- */
+
+PyDoc_STRVAR(topk_at_one_doc,
+             "topk_at_one(query, rows, offsets, k, metric, ids) -> (ids (1, k) int64, distances (1, k) float32, "
+             "filled) | None\n\nThe k rows of rows[offsets] nearest to one query (distances_f32_at and topk in one "
+             "call, as topk_f32_at), mapped through ids (an (>= len(rows),) int64 array, or None for offsets) into "
+             "new result arrays. rows: (n, d) float32; offsets: (m,) int64 in [0, n); metric: 0 l2, 1 ip, 2 cosine. "
+             "Returns None, without error, for a query or k it does not take (as HnswSearcher).");
+
+static PyObject *topk_at_one(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "topk_at_one takes 6 positional arguments: query, rows, offsets, k, metric, ids");
+        return NULL;
+    }
+    PyArrayObject *rows = (PyArrayObject *)args[1], *offs = (PyArrayObject *)args[2];
+    if (!PyArray_Check(args[1]) || PyArray_TYPE(rows) != NPY_FLOAT32 || PyArray_NDIM(rows) != 2 ||
+        !PyArray_IS_C_CONTIGUOUS(rows) || !PyArray_ISALIGNED(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows must be a C-contiguous, aligned (n, d) float32 array");
+        return NULL;
+    }
+    if (!PyArray_Check(args[2]) || PyArray_TYPE(offs) != NPY_INT64 || PyArray_NDIM(offs) != 1 ||
+        !PyArray_IS_C_CONTIGUOUS(offs) || !PyArray_ISALIGNED(offs)) {
+        PyErr_SetString(PyExc_TypeError, "offsets must be a C-contiguous (m,) int64 array");
+        return NULL;
+    }
+    long metric = PyLong_Check(args[4]) ? PyLong_AsLong(args[4]) : -1;
+    if (metric != VDB_METRIC_L2 && metric != VDB_METRIC_IP && metric != VDB_METRIC_COSINE) {
+        PyErr_Clear();
+        PyErr_SetString(PyExc_ValueError, "metric must be 0 (l2), 1 (ip) or 2 (cosine)");
+        return NULL;
+    }
+    const int64_t n = PyArray_DIM(rows, 0), d = PyArray_DIM(rows, 1), m = PyArray_DIM(offs, 0);
+    const int64_t *ids = NULL;
+    if (args[5] != Py_None) {
+        PyArrayObject *a = (PyArrayObject *)args[5];
+        if (!PyArray_Check(args[5]) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 ||
+            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < n) {
+            PyErr_Format(PyExc_TypeError, "ids must be None or a C-contiguous int64 array of at least %lld ids",
+                         (long long)n);
+            return NULL;
+        }
+        ids = (const int64_t *)PyArray_DATA(a);
+    }
+    const int64_t *offsets = (const int64_t *)PyArray_DATA(offs);
+    for (int64_t i = 0; i < m; i++)
+        if (offsets[i] < 0 || offsets[i] >= n) {
+            PyErr_Format(PyExc_IndexError, "offsets[%lld] = %lld is out of range for rows with %lld rows", (long long)i,
+                         (long long)offsets[i], (long long)n);
+            return NULL;
+        }
+    PyArrayObject *qa = (PyArrayObject *)args[0];
+    int64_t k = small_int(args[3], MAX_K);
+    if (k < 0 || !PyArray_CheckExact(args[0]) || PyArray_TYPE(qa) != NPY_FLOAT32 || !PyArray_IS_C_CONTIGUOUS(qa) ||
+        !PyArray_ISALIGNED(qa) ||
+        !((PyArray_NDIM(qa) == 1 && PyArray_DIM(qa, 0) == d) ||
+          (PyArray_NDIM(qa) == 2 && PyArray_DIM(qa, 0) == 1 && PyArray_DIM(qa, 1) == d)))
+        Py_RETURN_NONE;
+    const float *q = (const float *)PyArray_DATA(qa);
+    double s = 0.0;
+    for (int64_t j = 0; j < d; j++) s += (double)q[j] * q[j];
+    if (!isfinite(s)) Py_RETURN_NONE;
+
+    npy_intp dims[2] = {1, (npy_intp)k};
+    PyObject *out_i = PyArray_SimpleNew(2, dims, NPY_INT64);
+    PyObject *out_d = PyArray_SimpleNew(2, dims, NPY_FLOAT32);
+    /* A filter's few matching rows fit on the stack; a long list gets a heap buffer. */
+    float small[1024];
+    float *scratch = m <= 1024 ? small : PyMem_RawMalloc((size_t)m * sizeof(float));
+    if (out_i == NULL || out_d == NULL || scratch == NULL) {
+        Py_XDECREF(out_i);
+        Py_XDECREF(out_d);
+        if (scratch != NULL && scratch != small) PyMem_RawFree(scratch);
+        return scratch == NULL ? PyErr_NoMemory() : NULL;
+    }
+    int64_t *oi = PyArray_DATA((PyArrayObject *)out_i);
+    float *od = PyArray_DATA((PyArrayObject *)out_d);
+    const vdb_kernel_table *t = vdb_active_table();
+    int64_t filled;
+    Py_BEGIN_ALLOW_THREADS
+    t->distances_f32_at(q, PyArray_DATA(rows), offsets, m, d, (int)metric, scratch);
+    filled = t->topk(scratch, NULL, m, k, oi, od); /* pads -1 / +inf past `filled` */
+    for (int64_t j = 0; j < filled; j++) oi[j] = ids ? ids[offsets[oi[j]]] : offsets[oi[j]];
+    Py_END_ALLOW_THREADS
+    if (scratch != small) PyMem_RawFree(scratch);
+    PyObject *count = PyLong_FromLongLong((long long)filled);
+    PyObject *result = count ? PyTuple_New(3) : NULL;
+    if (result == NULL) {
+        Py_XDECREF(count);
+        Py_DECREF(out_i);
+        Py_DECREF(out_d);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(result, 0, out_i);
+    PyTuple_SET_ITEM(result, 1, out_d);
+    PyTuple_SET_ITEM(result, 2, count);
+    return result;
+}
+
+static PyMethodDef one_query_methods[] = {
+    {"topk_at_one", (PyCFunction)(void (*)(void))topk_at_one, METH_FASTCALL, topk_at_one_doc},
+    {NULL, NULL, 0, NULL},
+};
+
 static PyTypeObject HnswSearcherType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "vecdb._native.HnswSearcher",
     .tp_basicsize = sizeof(HnswSearcher),
@@ -370,7 +474,7 @@ static PyTypeObject HnswSearcherType = {
     .tp_new = searcher_new,
 };
 
-/* Add HnswSearcher to the module (and load numpy's C API); -1 with an exception on failure. */
+/* Add HnswSearcher and topk_at_one to the module (and load numpy's C API); -1 with an exception on failure. */
 int vdb_searcher_register(PyObject *module) {
     import_array1(-1);
     if (visited_init() != 0) {
@@ -383,5 +487,5 @@ int vdb_searcher_register(PyObject *module) {
         Py_DECREF(&HnswSearcherType);
         return -1;
     }
-    return 0;
+    return PyModule_AddFunctions(module, one_query_methods);
 }

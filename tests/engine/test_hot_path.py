@@ -8,7 +8,7 @@ import pytest
 import vecdb
 from vecdb.engine import planner, validate
 from vecdb.engine.collection import _check_params
-from vecdb.engine.search import _to_ids, search_sole_one
+from vecdb.engine.search import _to_ids, search_sole_filtered_one, search_sole_one
 from vecdb.errors import InvalidArgument
 
 
@@ -143,6 +143,47 @@ def test_single_call_path_leaves_bad_input_to_validation() -> None:
     np.testing.assert_array_equal(col.search(x[5], k=np.int64(3), params={"ef": np.int64(20)}).ids, want)
     np.testing.assert_array_equal(col.search(x[5].astype(np.float64), k=3, params={"ef": 20}).ids, want)
     np.testing.assert_array_equal(col.search(x[5].tolist(), k=3, params={"ef": 20}).ids, want)
+    db.close()
+
+
+def test_filtered_single_call_path_answers_like_the_general_path() -> None:
+    """A repeated selective filter on a one-segment collection is answered in one C call (exact scan
+    of the cached matching rows); results and stats must be the general path's, and bad input still
+    meets validation."""
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(3000, 10)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 10, metric="cosine", index=vecdb.HNSW(m=8, ef_construction=32),
+                               schema={"g": "int64"})
+    col.upsert(np.arange(3000) + 50, x, attributes={"g": np.arange(3000) % 100})
+    col.optimize()
+    q = rng.normal(size=(10, 10)).astype(np.float32)
+    flt, fparams = "g = :v", {"v": 4}  # 30 matching rows
+    col.search(q[0], k=5, filter=flt, filter_params=fparams)  # compiles and caches the filter
+    compiled = col._cached_filter(flt, fparams)
+    assert compiled is not None
+    for i in range(q.shape[0]):
+        assert search_sole_filtered_one(col.state(), q[i], 5, compiled, {"ef": 20}) is not None  # taken
+        fast = col.search(q[i], k=5, filter=flt, filter_params=fparams, params={"ef": 20})
+        slow = col.search(q[i], k=5, filter=flt, filter_params=fparams, params={"ef": 20, "stats": False})
+        np.testing.assert_array_equal(fast.ids, slow.ids)
+        np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
+        assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+        assert set(((fast.ids[0] - 50) % 100).tolist()) == {4}
+    few = col.search(q[0], k=40, filter=flt, filter_params=fparams)  # k above the 30 matches: padded
+    assert (few.ids[0] >= 0).sum() == 30 and few.stats["complete"]
+    nan = q[:1].copy()
+    nan[0, 0] = np.nan
+    with pytest.raises(InvalidArgument, match="finite"):
+        col.search(nan, k=5, filter=flt, filter_params=fparams)
+    with pytest.raises(InvalidArgument, match="'ef' must be an integer"):
+        col.search(q[0], k=5, filter=flt, filter_params=fparams, params={"ef": 0})
+    with pytest.raises(InvalidArgument, match="k must be in"):
+        col.search(q[0], k=0, filter=flt, filter_params=fparams)
+    # Half the rows or more match: the general path (and its planner) answers.
+    assert search_sole_filtered_one(col.state(), q[0], 5, col._compile("g >= 10", None, None), None) is None
+    col.delete([54])  # a row of g = 4: the collection leaves the one-segment shape
+    assert 54 not in col.search(q[0], k=30, filter=flt, filter_params=fparams).ids
     db.close()
 
 

@@ -175,3 +175,36 @@ def test_visited_tags_survive_wrapping() -> None:
         got = index.search_one(q[t % 10], 5, 10)[0]
         if t % 997 == 0 or t > 65_000:
             assert np.array_equal(got, want[t % 10])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_topk_at_one_matches_the_reference(metric: str) -> None:
+    rng = np.random.default_rng(7)
+    rows = rng.normal(size=(400, 19)).astype(np.float32)
+    offsets = np.sort(rng.choice(400, 60, replace=False)).astype(np.int64)
+    ids = np.arange(400, dtype=np.int64) * 3 + 1
+    for _ in range(5):
+        q = rng.normal(size=19).astype(np.float32)
+        want_off, want_d = reference.topk_at(q, rows, offsets, K, metric)
+        got_ids, got_d, filled = dispatch.topk_at_one(q.reshape(1, -1), rows, offsets, K, metric, ids)
+        assert filled == K and got_ids.shape == (1, K) and got_d.shape == (1, K)
+        assert list(got_ids[0]) == list(ids[want_off])
+        np.testing.assert_allclose(got_d[0], want_d, rtol=1e-5, atol=1e-5)
+    few = offsets[:3]  # fewer rows than k: padded
+    got_off, got_d, filled = dispatch.topk_at_one(q, rows, few, K, metric, None)
+    assert filled == 3 and sorted(got_off[0, :3]) == sorted(few) and np.all(got_off[0, 3:] == -1)
+    assert np.all(np.isinf(got_d[0, 3:]))
+
+
+def test_topk_at_one_declines_odd_queries_and_rejects_bad_rows() -> None:
+    rows = np.ones((50, 6), np.float32)
+    offsets = np.arange(10, dtype=np.int64)
+    for query, k in [(np.ones(6, np.float64), K), (np.ones(7, np.float32), K), (np.full(6, np.nan, np.float32), K),
+                     (np.ones((2, 6), np.float32), K), (np.ones(6, np.float32), 0), (np.ones(6, np.float32), 1.0)]:
+        assert dispatch.topk_at_one(query, rows, offsets, k, "l2", None) is None
+    with pytest.raises(IndexError, match="out of range"):
+        dispatch.topk_at_one(np.ones(6, np.float32), rows, np.array([3, 50], np.int64), K, "l2", None)
+    with pytest.raises(TypeError, match="offsets must be"):
+        dispatch.topk_at_one(np.ones(6, np.float32), rows, offsets.astype(np.int32), K, "l2", None)
+    with pytest.raises(TypeError, match="ids must be"):
+        dispatch.topk_at_one(np.ones(6, np.float32), rows, offsets, K, "l2", np.arange(10, dtype=np.int64))

@@ -19,7 +19,14 @@ import pyarrow.compute as pc
 from vecdb.config import config_from_dict
 from vecdb.engine import tenancy, validate
 from vecdb.engine.records import RecordKind, decode_delete, decode_upsert, encode_delete, encode_upsert
-from vecdb.engine.search import CollectionState, SegmentView, gather_rows, search_sole_one, search_state
+from vecdb.engine.search import (
+    CollectionState,
+    SegmentView,
+    gather_rows,
+    search_sole_filtered_one,
+    search_sole_one,
+    search_state,
+)
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.store import CollectionStore
 from vecdb.engine.tenant_search import TenantScope
@@ -294,9 +301,15 @@ class Collection:
 
         ``tenant`` confines the search to that tenant's rows (multi-tenant collections).
         """
-        if filter is None and tenant is None and not self.multi_tenant and (
-                include is None or (type(include) is tuple and not include)):
-            found = search_sole_one(self.state(), queries, k, params)
+        if tenant is None and not self.multi_tenant and (include is None or (type(include) is tuple and not include)):
+            # One plain query in a single C call where the collection's shape allows (these return
+            # None for anything validation would change, and the general path below answers).
+            if filter is None:
+                found = search_sole_one(self.state(), queries, k, params)
+            else:
+                compiled = self._cached_filter(filter, filter_params)
+                found = None if compiled is None else search_sole_filtered_one(self.state(), queries, k, compiled,
+                                                                               params)
             if found is not None:
                 return found
         q = validate.as_queries(queries, self.dim)
@@ -312,15 +325,21 @@ class Collection:
         scope = TenantScope(tenant, user, lambda: self._compile(filter, filter_params, tenant))
         return search_state(self.state(), q, k, user, params, include, scope)
 
+    def _cached_filter(self, text: Any, params: Any) -> Any:
+        """The user's filter as an earlier call compiled it, or None: never compiles, so never raises
+        (a new or bad filter is left to the general path, after the query is validated)."""
+        if type(text) is not str or not (params is None or type(params) is dict):
+            return None
+        key = _filter_key(text, params, None)
+        return None if key is None else self._compiled.get(key)
+
     def _compile(self, text: str | None, params: Mapping[str, Any] | None, tenant: str | None) -> Any:
         """The compiled filter (user's AND tenant's), cached by text, parameters and tenant: parsing a
         long IN list on every call would cost more than the search."""
         if not text and tenant is None:
             return None
-        try:
-            key = (text, tenant, tuple(sorted((k, _hashable(v)) for k, v in (params or {}).items())))
-            hash(key)
-        except TypeError:  # unhashable parameter values: compile without caching
+        key = _filter_key(text, params, tenant)
+        if key is None:  # unhashable parameter values: compile without caching
             return tenancy.visible_filter(text, params, self._arrow_schema, tenant)
         compiled = self._compiled.get(key)
         if compiled is None:
@@ -438,6 +457,16 @@ class Collection:
 _PLAIN_TYPES = frozenset({int, float, str, bool, bytes})
 
 
+def _filter_key(text: Any, params: Mapping[str, Any] | None, tenant: str | None) -> tuple | None:
+    """The compiled-filter cache's key, or None when a parameter value is unhashable."""
+    try:
+        key = (text, tenant, tuple(sorted((k, _hashable(v)) for k, v in (params or {}).items())))
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
 def _hashable(value: Any) -> Any:
     """Parameter values as a cache key: lists/sets become tuples (typed, so 1 and 1.0 and True differ)."""
     if type(value) in (list, tuple):
@@ -519,7 +548,7 @@ def _validate_params(params: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise InvalidArgument(f"search param {key!r} must be a number, got {value!r}")
-        limit = 1 << 40 if key == "max_bytes" else 100_000
+        limit = 1 << 40 if key == "max_bytes" else validate.MAX_SEARCH_PARAM
         if key != "eps" and (int(value) != value or not 1 <= int(value) <= limit):
             raise InvalidArgument(f"search param {key!r} must be an integer in 1..{limit}, got {value}")
         if key == "eps" and not (value >= 0):

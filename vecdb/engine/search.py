@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 
 from vecdb import kernels
-from vecdb.engine import planner, tenant_search
+from vecdb.engine import planner, tenant_search, validate
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.tenant_search import TenantScope
 from vecdb.index.flat import exact_search
@@ -224,6 +224,37 @@ def search_sole_one(state: CollectionState, query: Any, k: Any, params: Any) -> 
         return None
     stats = {"plans": [index.kind], "matching_rows": live, "estimated_selectivity": live / state.total_rows,
              "complete": True}
+    return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
+
+
+def search_sole_filtered_one(state: CollectionState, query: Any, k: Any, compiled: Any, params: Any
+                             ) -> SearchResult | None:
+    """One query with a compiled filter (no tenant or ``include``) on a collection whose rows all sit
+    in one segment, when the plan is the exact scan of a minority of matching rows: that scan in a
+    single C call (``kernels.topk_at_one``, which takes only what validation would pass unchanged).
+    A selective filter's scan costs a few microseconds, so the general path's layers would
+    dominate. None for anything else (the general path then validates, plans and answers)."""
+    view = state.sole
+    if view is None:
+        return None
+    if params:  # at most an int ef, checked as validation would (the exact scan ignores it)
+        ef = params.get("ef") if type(params) is dict and len(params) == 1 else None
+        if type(ef) is not int or not 1 <= ef <= validate.MAX_SEARCH_PARAM:
+            return None
+    elif params is not None and type(params) is not dict:
+        return None
+    seg = view.segment
+    hit = _filtered(view, compiled)
+    if hit.count >= seg.num_rows // 2 or planner.choose(seg.index, seg.num_rows, hit.count, True, {},
+                                                         state.dim).strategy != "exact":
+        return None
+    found = kernels.topk_at_one(query, seg.vectors, hit.rows, k, state.metric, seg.ids)
+    if found is None:
+        return None
+    ids, dists, filled = found
+    want = min(k, hit.count)
+    stats = {"plans": ["exact"], "matching_rows": hit.count, "estimated_selectivity": hit.count / state.total_rows,
+             "complete": want == 0 or filled >= want}
     return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
 
 

@@ -14,6 +14,7 @@ from vecdb.errors import InvalidArgument
 from vecdb.kernels.validate import all_finite
 
 MAX_K = 10_000
+MAX_SEARCH_PARAM = 100_000  # ef, nprobe, rerank, max_lists
 MAX_DIM = 65_536
 MAX_BATCH_ROWS = 1_000_000
 

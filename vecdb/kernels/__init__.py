@@ -22,6 +22,7 @@ from vecdb.kernels.dispatch import (
     set_simd_level,
     topk,
     topk_at,
+    topk_at_one,
 )
 from vecdb.kernels.dispatch_codes import (
     binarize,
@@ -75,5 +76,6 @@ __all__ = [
     "set_simd_level",
     "topk",
     "topk_at",
+    "topk_at_one",
     "unpack_bits",
 ]

@@ -486,3 +486,15 @@ def hnsw_searcher(rows: np.ndarray, links0: np.ndarray, counts0: np.ndarray, up_
     if native is None or not hasattr(native, "HnswSearcher"):
         return None
     return native.HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric)
+
+
+def topk_at_one(query: Any, rows: np.ndarray, offsets: np.ndarray, k: Any, metric: str,
+                ids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """``topk_at`` for one query in a single C call that also maps offsets through ``ids`` (None:
+    offsets) and builds the (1, k) result arrays: (ids, distances, filled). None without the C
+    module, or for a query or k the C call does not take (see ``vecdb._native.topk_at_one``):
+    callers then validate and use ``topk_at``."""
+    native = state().native
+    if native is None or not hasattr(native, "topk_at_one"):
+        return None
+    return native.topk_at_one(query, rows, offsets, k, _metric(metric), ids)

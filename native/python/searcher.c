@@ -1,13 +1,13 @@
 /*
- * searcher.c - single-call paths for one query: vecdb._native.HnswSearcher (one unfiltered query
- * on a full-precision HNSW graph: query checks, the thread's visited set, the traversal (the
- * dispatched vdb_hnsw_search), the top k, the mapping to ids and the result arrays) and
- * topk_at_one (the same for an exact scan of a filter's matching rows).
+ * searcher.c - single-call paths for one query: vecdb._native.HnswSearcher (one query on a
+ * full-precision HNSW graph, with or without a row mask: query checks, the thread's visited set,
+ * the traversal (the dispatched vdb_hnsw_search), the top k, the mapping to ids and the result
+ * arrays) and topk_at_one (the same for an exact scan of a filter's matching rows).
  *
- * Why it exists: one query on a 100k x 384 graph costs ~200 us, and the Python layers around the
+ * Why they exist: one query on a 100k x 384 graph costs ~200 us, and the Python layers around the
  * walk (validation, planning, id mapping, result assembly; ~20-40 us, most of it cache misses
  * after the walk) decide whether the public search call keeps up with hnswlib and faiss. Every
- * other query (batches, filters, quantized graphs, odd inputs) takes the general path in
+ * other query (batches, quantized graphs, odd inputs) takes the general path in
  * vecdb/index/hnsw.py, which runs the same C traversal through numba; the searcher answers None
  * for anything it does not take, so that path can validate it and explain.
  *
@@ -229,18 +229,20 @@ static int64_t small_int(PyObject *obj, int64_t limit) {
 
 PyDoc_STRVAR(searcher_doc,
              "HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric)\n\n"
-             "One unfiltered query per call on a full-precision HNSW graph (the arrays of "
-             "vecdb/kernels/graph.py; rows (n, d) float32, unit length for 'cosine'), held for the object's "
-             "life.\n\nsearcher(query, k, ef, ids) -> (ids (1, k) int64, distances (1, k) float32, filled) | None\n\n"
+             "One query per call on a full-precision HNSW graph (the arrays of vecdb/kernels/graph.py; rows "
+             "(n, d) float32, unit length for 'cosine'), held for the object's life.\n\n"
+             "searcher(query, k, ef, ids, allowed) -> (ids (1, k) int64, distances (1, k) float32, filled) | None\n\n"
              "query: (d,) or (1, d) float32, C-contiguous; k in 1..10000 and ef in 1..100000 (exact ints); ids: "
-             "an (>= n,) int64 array mapping offsets to ids, or None for offsets. Results ascending by distance, "
+             "an (>= n,) int64 array mapping offsets to ids, or None for offsets; allowed: None or a 1-D bool mask "
+             "of the rows that may be returned (rows past its end may not; the walk still passes through the "
+             "others). Results ascending by distance, "
              "padded -1 / +inf after `filled`. Returns None, without error, for a query it does not take (other "
              "type, dtype or shape, a NaN or inf, k or ef out of range): the caller's general path handles it.");
 
 static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
     HnswSearcher *self = (HnswSearcher *)callable;
-    if (PyVectorcall_NARGS(nargsf) != 4 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
-        PyErr_SetString(PyExc_TypeError, "HnswSearcher takes 4 positional arguments: query, k, ef, ids");
+    if (PyVectorcall_NARGS(nargsf) != 5 || (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0)) {
+        PyErr_SetString(PyExc_TypeError, "HnswSearcher takes 5 positional arguments: query, k, ef, ids, allowed");
         return NULL;
     }
     const float *q = query_data(self, args[0]);
@@ -257,6 +259,18 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
         }
         ids = (const int64_t *)PyArray_DATA(a);
     }
+    const uint8_t *allowed = NULL;
+    int64_t n_allowed = -1;
+    if (args[4] != Py_None) {
+        PyArrayObject *a = (PyArrayObject *)args[4];
+        if (!PyArray_Check(args[4]) || (PyArray_TYPE(a) != NPY_BOOL && PyArray_TYPE(a) != NPY_UINT8) ||
+            PyArray_NDIM(a) != 1 || !PyArray_IS_C_CONTIGUOUS(a)) {
+            PyErr_SetString(PyExc_TypeError, "allowed must be None or a C-contiguous 1-D bool array");
+            return NULL;
+        }
+        allowed = (const uint8_t *)PyArray_DATA(a);
+        n_allowed = PyArray_DIM(a, 0);
+    }
     const int64_t d = self->d, n = self->n;
     if (ef < k) ef = k;
     /* The query (unit length for cosine, as the graph's rows are); a NaN or inf anywhere makes
@@ -266,7 +280,9 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
     if (!isfinite(s)) Py_RETURN_NONE;
     const double inv = (self->metric == METRIC_COSINE && s > 0.0) ? 1.0 / sqrt(s) : 1.0;
 
-    int64_t cap = 2 * ef > 64 ? 2 * ef : 64;
+    /* A mask keeps disallowed nodes out of the results, not out of the candidates, so a filtered
+     * walk queues several times more of them before it holds ef allowed ones. */
+    int64_t cap = allowed ? (8 * ef > 256 ? 8 * ef : 256) : (2 * ef > 64 ? 2 * ef : 64);
     const int64_t todo_len = self->width0 > self->width_up ? self->width0 : self->width_up;
     /* Scratch: query, result heap (ef), todo list; the candidate heap is separate (it may grow). */
     const size_t fixed = (size_t)d * 4 + (size_t)ef * 8 + (size_t)todo_len * 4;
@@ -297,9 +313,10 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
         rsz = t->hnsw_search(qn, qn, PyArray_DATA(self->rows), d, mode, PyArray_DATA(self->links0),
                              PyArray_DATA(self->counts0), self->width0, PyArray_DATA(self->up_off),
                              PyArray_DATA(self->links_up), PyArray_DATA(self->counts_up), self->width_up, self->entry,
-                             self->max_level, n, ef, NULL, -1, v->tags, tag, res_d, res_i, cand_d, cand_i, cap, todo);
+                             self->max_level, n, ef, allowed, n_allowed, v->tags, tag, res_d, res_i, cand_d, cand_i, cap,
+                             todo);
         if (rsz >= 0) break;
-        /* The candidate heap overflowed (rare without a filter): again with room for every node. */
+        /* The candidate heap overflowed (a selective mask): again with room for every node. */
         cap = n + 1;
         free(grown);
         grown = malloc((size_t)cap * 8);

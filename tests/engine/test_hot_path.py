@@ -180,10 +180,36 @@ def test_filtered_single_call_path_answers_like_the_general_path() -> None:
         col.search(q[0], k=5, filter=flt, filter_params=fparams, params={"ef": 0})
     with pytest.raises(InvalidArgument, match="k must be in"):
         col.search(q[0], k=0, filter=flt, filter_params=fparams)
-    # Half the rows or more match: the general path (and its planner) answers.
+    # Half the rows or more match and the exact plan would scan them all: the general path answers.
     assert search_sole_filtered_one(col.state(), q[0], 5, col._compile("g >= 10", None, None), None) is None
     col.delete([54])  # a row of g = 4: the collection leaves the one-segment shape
     assert 54 not in col.search(q[0], k=30, filter=flt, filter_params=fparams).ids
+    db.close()
+
+
+@pytest.mark.parametrize(("flt", "plan"), [("g < 50", "hnsw-filtered"), ("g >= 5", "hnsw"), ("g = 3", "exact")])
+def test_filtered_single_call_walk_answers_like_the_general_path(monkeypatch: pytest.MonkeyPatch, flt: str,
+                                                                  plan: str) -> None:
+    """With the exact plan's size limit lowered, 50% and 95% filters walk the graph (filtered, and
+    post-filtered) in one C call; ids, distances and stats must be the general path's."""
+    monkeypatch.setattr(planner, "EXACT_MAX_FLOATS", 100)
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(2500, 12)).astype(np.float32)
+    db = vecdb.connect(":memory:")
+    col = db.create_collection("c", 12, metric="l2", index=vecdb.HNSW(m=8, ef_construction=40),
+                               schema={"g": "int64"})
+    col.upsert(np.arange(2500), x, attributes={"g": np.arange(2500) % 100})
+    col.optimize()
+    q = rng.normal(size=(15, 12)).astype(np.float32)
+    col.search(q[0], k=10, filter=flt)  # compiles and caches the filter
+    for i in range(q.shape[0]):
+        assert search_sole_filtered_one(col.state(), q[i], 10, col._cached_filter(flt, None), {"ef": 40}) is not None
+        fast = col.search(q[i], k=10, filter=flt, params={"ef": 40})
+        slow = col.search(q[i], k=10, filter=flt, params={"ef": 40, "stats": False})
+        np.testing.assert_array_equal(fast.ids, slow.ids)
+        np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
+        assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+        assert fast.stats["plans"] == [plan]
     db.close()
 
 

@@ -84,7 +84,10 @@ def test_selective_mask_regrows_the_candidate_heap(level: str) -> None:
     ids, dists = index.search(q, K, params, allowed)
     assert np.all(ids >= 0) and np.all(allowed[ids])
     assert np.all(np.diff(dists, axis=1) >= 0)
-    _assert_same((ids, dists), _numba_search(index, q, params, allowed))
+    ref = _numba_search(index, q, params, allowed)
+    _assert_same((ids, dists), ref)
+    single = [index.search(q[i : i + 1], K, params, allowed) for i in range(NQ)]  # the single-call path
+    _assert_same((np.vstack([s[0] for s in single]), np.vstack([s[1] for s in single])), ref)
 
 
 def test_call_native_accepts_only_arrays_and_integers() -> None:

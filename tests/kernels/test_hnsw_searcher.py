@@ -64,6 +64,28 @@ def test_a_wide_beam_is_exact(metric: str) -> None:
         np.testing.assert_allclose(got_d[0], want_d, rtol=1e-4, atol=1e-4)
 
 
+def test_a_mask_keeps_results_to_allowed_rows() -> None:
+    """Only allowed rows come back (rows past a short mask count as disallowed), as many as are
+    allowed when fewer than k, and the same as the numba path's."""
+    index, _, q = _data("ip")
+    allowed = np.zeros(N // 2, dtype=bool)  # rows N/2.. are past its end
+    allowed[::7] = True
+    for i in range(10):
+        offsets, dists, filled = index.search_one(q[i], K, 48, None, allowed)
+        assert filled == K and np.all(allowed[offsets[0]])
+        dispatch.reload("numba")
+        try:
+            ref_off, ref_d = index.search(q[i : i + 1], K, {"ef": 48}, allowed)
+        finally:
+            dispatch.reload()
+        np.testing.assert_allclose(dists, ref_d, rtol=1e-5, atol=1e-5)
+        assert set(offsets[0]) == set(ref_off[0])
+    three = np.zeros(N, dtype=bool)
+    three[[5, 500, 1000]] = True
+    offsets, dists, filled = index.search_one(q[0], K, 16, None, three)
+    assert filled == 3 and sorted(offsets[0, :3]) == [5, 500, 1000] and np.all(offsets[0, 3:] == -1)
+
+
 def test_k_beyond_the_graph_pads() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 8)).astype(np.float32)
@@ -121,10 +143,12 @@ def test_constructor_checks_the_graph_arrays() -> None:
     with pytest.raises(ValueError, match="metric"):
         native.HnswSearcher(*args[:9], "hamming")
     searcher = native.HnswSearcher(*args)
-    with pytest.raises(TypeError, match="4 positional"):
-        searcher(x[:1], K, 32)
+    with pytest.raises(TypeError, match="5 positional"):
+        searcher(x[:1], K, 32, None)
     with pytest.raises(TypeError, match="ids must be"):
-        searcher(x[:1], K, 32, np.arange(N, dtype=np.int32))
+        searcher(x[:1], K, 32, np.arange(N, dtype=np.int32), None)
+    with pytest.raises(TypeError, match="allowed must be"):
+        searcher(x[:1], K, 32, None, np.ones(N, np.int64))
 
 
 def test_candidate_heap_overflow_is_retried_with_room() -> None:
@@ -140,7 +164,7 @@ def test_candidate_heap_overflow_is_retried_with_room() -> None:
     up_off = np.full(n, -1, np.int32)
     links_up, counts_up = np.zeros((0, 8), np.int32), np.zeros(0, np.int32)
     searcher = native.HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, 0, 0, n, "l2")
-    ids, dists, filled = searcher(np.zeros(1, np.float32), 1, 1, None)
+    ids, dists, filled = searcher(np.zeros(1, np.float32), 1, 1, None, None)
     assert filled == 1 and ids[0, 0] == 128 and dists[0, 0] == pytest.approx(872.0**2)
 
 

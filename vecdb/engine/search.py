@@ -230,14 +230,16 @@ def search_sole_one(state: CollectionState, query: Any, k: Any, params: Any) -> 
 def search_sole_filtered_one(state: CollectionState, query: Any, k: Any, compiled: Any, params: Any
                              ) -> SearchResult | None:
     """One query with a compiled filter (no tenant or ``include``) on a collection whose rows all sit
-    in one segment, when the plan is the exact scan of a minority of matching rows: that scan in a
-    single C call (``kernels.topk_at_one``, which takes only what validation would pass unchanged).
-    A selective filter's scan costs a few microseconds, so the general path's layers would
-    dominate. None for anything else (the general path then validates, plans and answers)."""
+    in one segment, in a single C call: the planner's exact scan of a minority of matching rows
+    (``kernels.topk_at_one``) or its filtered walk of the index (``VectorIndex.search_one``), both
+    taking only what validation would pass unchanged. A selective filter's scan costs a few
+    microseconds, so the general path's layers would dominate. None for anything else, or when the
+    walk came back short (the general path then validates, plans, falls back and answers)."""
     view = state.sole
     if view is None:
         return None
-    if params:  # at most an int ef, checked as validation would (the exact scan ignores it)
+    ef = None
+    if params:  # at most an int ef, checked as validation would
         ef = params.get("ef") if type(params) is dict and len(params) == 1 else None
         if type(ef) is not int or not 1 <= ef <= validate.MAX_SEARCH_PARAM:
             return None
@@ -245,15 +247,20 @@ def search_sole_filtered_one(state: CollectionState, query: Any, k: Any, compile
         return None
     seg = view.segment
     hit = _filtered(view, compiled)
-    if hit.count >= seg.num_rows // 2 or planner.choose(seg.index, seg.num_rows, hit.count, True, {},
-                                                         state.dim).strategy != "exact":
-        return None
-    found = kernels.topk_at_one(query, seg.vectors, hit.rows, k, state.metric, seg.ids)
+    plan = planner.choose(seg.index, seg.num_rows, hit.count, True, {}, state.dim).strategy
+    want = min(k, hit.count) if type(k) is int else 0
+    if plan == "exact":
+        # exact_search gathers only a minority of rows; for more it scans them all with the mask
+        found = None if hit.count >= seg.num_rows // 2 else kernels.topk_at_one(query, seg.vectors, hit.rows, k,
+                                                                                 state.metric, seg.ids)
+    else:
+        found = seg.index.search_one(query, k, ef, seg.ids, hit.allowed)
+        if found is not None and found[2] < want:
+            return None
     if found is None:
         return None
     ids, dists, filled = found
-    want = min(k, hit.count)
-    stats = {"plans": ["exact"], "matching_rows": hit.count, "estimated_selectivity": hit.count / state.total_rows,
+    stats = {"plans": [plan], "matching_rows": hit.count, "estimated_selectivity": hit.count / state.total_rows,
              "complete": want == 0 or filled >= want}
     return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
 

@@ -50,9 +50,9 @@ class VectorIndex(ABC):
         ``allowed``: (n,) bool of rows that may be returned (deletions, filters); None = all.
         """
 
-    def search_one(self, query: Any, k: Any, ef: Any, ids: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """A single-call path for one unfiltered query: (ids (1, k), distances (1, k), filled), or
+    def search_one(self, query: Any, k: Any, ef: Any, ids: np.ndarray | None = None,
+                   allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """A single-call path for one query: (ids (1, k), distances (1, k), filled), or
         None when the index has none or does not take these inputs (see ``HNSWIndex.search_one``);
         callers then use ``search``. By default there is none."""
         return None

@@ -184,8 +184,8 @@ class HNSWIndex(VectorIndex):
                 raise ValueError("allowed must be a 1-D bool array")
             filtered = True
         nq = qs.shape[0]
-        if nq == 1 and allowed is None and not self._quantized:
-            found = self.search_one(qs, k, ef)
+        if nq == 1 and not self._quantized and (not filtered or mask.flags.c_contiguous):
+            found = self.search_one(qs, k, ef, None, mask if filtered else None)
             if found is not None:
                 return found[0], found[1]
         out_i = np.empty((nq, k), dtype=np.int64)
@@ -204,14 +204,15 @@ class HNSWIndex(VectorIndex):
                 _PARALLEL.release()
         return out_i, out_d
 
-    def search_one(self, query: Any, k: Any, ef: Any, ids: np.ndarray | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, int] | None:
-        """One unfiltered query on a full-precision graph in a single C call (the query checks,
-        traversal, top-k, id mapping and result arrays): (``ids[offsets]``, or the offsets when
-        ``ids`` is None, (1, k) int64 padded -1; distances (1, k) float32 padded +inf; how many
-        are filled). ``ef`` None means the default. None when it does not apply (quantized graph,
-        empty graph, no C module) or does not take the input (not a finite (d,) or (1, d) float32
-        C-contiguous array; k, ef not ints in range): the caller's general path then answers."""
+    def search_one(self, query: Any, k: Any, ef: Any, ids: np.ndarray | None = None,
+                   allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """One query on a full-precision graph in a single C call (the query checks, traversal,
+        top-k, id mapping and result arrays): (``ids[offsets]``, or the offsets when ``ids`` is
+        None, (1, k) int64 padded -1; distances (1, k) float32 padded +inf; how many are filled).
+        ``ef`` None means the default; ``allowed`` is ``search``'s mask (C-contiguous bool) or None.
+        None when it does not apply (quantized graph, empty graph, no C module) or does not take
+        the input (not a finite (d,) or (1, d) float32 C-contiguous array; k, ef not ints in
+        range): the caller's general path then answers."""
         g = self._g
         backends = dispatch.state()  # replaced when the backends are re-resolved (VECDB_KERNELS)
         cached = self._searcher_cache
@@ -225,7 +226,7 @@ class HNSWIndex(VectorIndex):
             self._searcher_cache = (g, backends, searcher)
         if searcher is None:
             return None
-        return searcher(query, k, 64 if ef is None else ef, ids)
+        return searcher(query, k, 64 if ef is None else ef, ids, allowed)
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """Metadata and the graph arrays trimmed to n rows (codes too when quantized)."""

@@ -210,7 +210,8 @@ class TenantIndex:
         rows = tree.rows.shape[0]
         exact = bool(params.get("exact")) or rows <= max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * ef)
         beam = tree.beam(beam, nprobe, ef)
-        route = unit_rows(qs) if self.metric == "cosine" else qs
+        # only the descent routes by centroid: an exact scan skips the normalisation (~12 µs a call)
+        route = unit_rows(qs) if self.metric == "cosine" and not exact else qs
         vecs = self._vectors
         for t in range(nq):
             hd, hk = out_d[t], out_i[t]

@@ -175,6 +175,35 @@ def test_grant_revoke_delete_insert() -> None:
     assert np.isin(got[got >= 0], acme_now).all()
 
 
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_single_call_exact_scan_matches_the_numba_scan(metric: str) -> None:
+    """One query's exact scan runs as one C call over the tenant's rows (sorted, cached): the same
+    ids and distances as the numba heap scan, ties (duplicate rows) broken by row in both, and its
+    cached row list counted in the tenant's memory."""
+    from vecdb.kernels import dispatch
+
+    x, rt = _data(600, 9, seed=21)
+    x[300:310] = x[5]  # duplicates: equal distances
+    for i in range(300, 310):
+        rt[i] = ["acme"]
+    index = TenantIndex.build(x, metric, rt, {"leaf_size": 16, "exact_threshold": 1000})
+    q = np.vstack([x[5:6], np.random.default_rng(3).standard_normal((6, 9)).astype(np.float32)])
+    before = index.memory_by_tenant()["acme"]
+    for t in range(q.shape[0]):
+        got, dist, stats = index.search_with_stats(q[t : t + 1], 7, "acme", {})
+        assert stats["plan"] == "tenant-exact"
+        dispatch.reload("numba")
+        try:
+            want, want_d, _ = index.search_with_stats(q[t : t + 1], 7, "acme", {})
+        finally:
+            dispatch.reload()
+        assert got.tolist() == want.tolist()
+        np.testing.assert_allclose(dist, want_d, rtol=1e-5, atol=1e-5)
+    rows = index.rows_of("acme")
+    assert index.memory_by_tenant()["acme"] == before + 8 * rows.size  # the cached int64 rows
+    assert index.nbytes == index.shared_nbytes + sum(index.memory_by_tenant().values())
+
+
 def test_memory_accounting() -> None:
     x, rt = _data(500, 8, seed=11)
     index = TenantIndex.build(x, "l2", rt, SMALL)

@@ -31,6 +31,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from vecdb import kernels
 from vecdb.index.balanced import train_kmeans
 from vecdb.index.ivf import as_rows, check_mask, positive_int, unit_rows
 from vecdb.kernels import tenant as tk
@@ -63,13 +64,22 @@ RowTenants = Sequence[Sequence[str]] | tuple[np.ndarray, np.ndarray, Sequence[st
 class _SubTree:
     """One tenant's sub-tree: sorted node ids, per-node row ranges, rows grouped by leaf."""
 
-    __slots__ = ("leaves", "nodes", "rows", "start")
+    __slots__ = ("leaves", "nodes", "rows", "scan", "start")
 
     def __init__(self, nodes: np.ndarray, start: np.ndarray, rows: np.ndarray, leaves: int) -> None:
         self.nodes = nodes  # (s,) int32
         self.start = start  # (s+1,) int32
         self.rows = rows  # (r,) uint32
         self.leaves = leaves  # nodes of the sub-tree that are leaves of the tree
+        self.scan: np.ndarray | None = None  # rows as ascending int64, made by the first exact scan
+
+    def sorted_rows(self) -> np.ndarray:
+        """The tenant's rows as ascending int64 offsets, cached (a tree is replaced, never changed,
+        on update): an exact scan's single C call reads them, and ascending order breaks distance
+        ties by row, as the result heap does."""
+        if self.scan is None:
+            self.scan = np.sort(self.rows).astype(np.int64)
+        return self.scan
 
     def beam(self, beam: int, nprobe: int, ef: int) -> int:
         """Internal nodes to expand per level so that the collected leaves can hold ``ef`` of the
@@ -82,7 +92,8 @@ class _SubTree:
 
     @property
     def nbytes(self) -> int:
-        return int(self.nodes.nbytes + self.start.nbytes + self.rows.nbytes)
+        scan = 0 if self.scan is None else self.scan.nbytes
+        return int(self.nodes.nbytes + self.start.nbytes + self.rows.nbytes + scan)
 
 
 _EMPTY_TREE = _SubTree(_EMPTY_I32, _ZERO_START, _EMPTY_U32, 0)
@@ -209,6 +220,10 @@ class TenantIndex:
         tree = self.trees[self.ids[tenant]] if tenant in self.ids else _EMPTY_TREE
         rows = tree.rows.shape[0]
         exact = bool(params.get("exact")) or rows <= max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * ef)
+        if exact and nq == 1 and not filtered:  # one query's scan in a single C call, when built
+            found = kernels.topk_at_one(qs, self._vectors, tree.sorted_rows(), k, self.metric, None)
+            if found is not None:
+                return found[0], found[1], {"plan": "tenant-exact", "leaves": [0], "candidates_scored": [rows]}
         beam = tree.beam(beam, nprobe, ef)
         # only the descent routes by centroid: an exact scan skips the normalisation (~12 µs a call)
         route = unit_rows(qs) if self.metric == "cosine" and not exact else qs

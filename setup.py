@@ -52,7 +52,8 @@ setup(
             "vecdb._native",
             sources=SOURCES,
             include_dirs=["native/include", np.get_include()],
-            depends=["native/include/vecdb_kernels.h", "native/src/vdb_internal.h", "native/src/hnsw_search.h"],
+            depends=["native/include/vecdb_kernels.h", "native/src/vdb_internal.h", "native/src/hnsw_search.h",
+                     "native/src/graph_heap.h"],
             extra_compile_args=extra_compile_args,
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         )

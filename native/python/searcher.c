@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/graph_heap.h"
 #include "vecdb_kernels.h"
 
 #ifndef _WIN32
@@ -181,28 +182,6 @@ fail:
     return NULL;
 }
 
-/* Pop the worst entry of the result max-heap (the traversal's layout: root = largest distance). */
-static int64_t max_pop(float *hd, int32_t *hi, int64_t size) {
-    size--;
-    float d = hd[size];
-    int32_t i = hi[size];
-    int64_t j = 0;
-    for (;;) {
-        int64_t c = 2 * j + 1;
-        if (c >= size) break;
-        if (c + 1 < size && hd[c + 1] > hd[c]) c++;
-        if (hd[c] <= d) break;
-        hd[j] = hd[c];
-        hi[j] = hi[c];
-        j = c;
-    }
-    if (size > 0) {
-        hd[j] = d;
-        hi[j] = i;
-    }
-    return size;
-}
-
 /* The query as a (d,) or (1, d) float32 array this searcher takes, or NULL (not an error). */
 static const float *query_data(const HnswSearcher *self, PyObject *obj) {
     if (!PyArray_CheckExact(obj)) return NULL;
@@ -329,7 +308,7 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
     }
     /* Keep the k best of the heap, then pop them worst first into positions filled-1 .. 0. */
     if (!oom)
-        while (rsz > k) rsz = max_pop(res_d, res_i, rsz);
+        while (rsz > k) rsz = gs_max_pop(res_d, res_i, rsz);
     Py_END_ALLOW_THREADS
     free(grown);
     PyObject *result = NULL;
@@ -357,7 +336,7 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
     for (int64_t j = filled - 1; j >= 0; j--) {
         oi[j] = ids ? ids[res_i[0]] : (int64_t)res_i[0];
         od[j] = res_d[0] + shift;
-        rsz = max_pop(res_d, res_i, rsz);
+        rsz = gs_max_pop(res_d, res_i, rsz);
     }
     result = PyTuple_New(3);
     PyObject *count = PyLong_FromLongLong((long long)filled);

@@ -20,71 +20,7 @@
 #ifndef HNSW_SEARCH_H
 #define HNSW_SEARCH_H
 
-/* Parallel-array binary heaps of (distance, node): a min-heap of candidates to expand and a
- * max-heap of the best ef results (its root is the worst kept result). */
-static VDB_ALWAYS_INLINE int64_t gs_min_push(float *hd, int32_t *hi, int64_t size, float d, int32_t i) {
-    int64_t j = size;
-    while (j > 0) {
-        int64_t parent = (j - 1) >> 1;
-        if (hd[parent] <= d) break;
-        hd[j] = hd[parent];
-        hi[j] = hi[parent];
-        j = parent;
-    }
-    hd[j] = d;
-    hi[j] = i;
-    return size + 1;
-}
-
-static VDB_ALWAYS_INLINE int64_t gs_min_pop(float *hd, int32_t *hi, int64_t size) {
-    size--;
-    float d = hd[size];
-    int32_t i = hi[size];
-    int64_t j = 0;
-    for (;;) {
-        int64_t c = 2 * j + 1;
-        if (c >= size) break;
-        if (c + 1 < size && hd[c + 1] < hd[c]) c++;
-        if (hd[c] >= d) break;
-        hd[j] = hd[c];
-        hi[j] = hi[c];
-        j = c;
-    }
-    if (size > 0) {
-        hd[j] = d;
-        hi[j] = i;
-    }
-    return size;
-}
-
-static VDB_ALWAYS_INLINE int64_t gs_max_push(float *hd, int32_t *hi, int64_t size, float d, int32_t i) {
-    int64_t j = size;
-    while (j > 0) {
-        int64_t parent = (j - 1) >> 1;
-        if (hd[parent] >= d) break;
-        hd[j] = hd[parent];
-        hi[j] = hi[parent];
-        j = parent;
-    }
-    hd[j] = d;
-    hi[j] = i;
-    return size + 1;
-}
-
-static VDB_ALWAYS_INLINE void gs_max_replace_top(float *hd, int32_t *hi, int64_t size, float d, int32_t i) {
-    int64_t j = 0;
-    for (;;) {
-        int64_t c = 2 * j + 1;
-        if (c >= size) break;
-        if (c + 1 < size && hd[c + 1] > hd[c]) c++;
-        if (hd[c] <= d) break;
-        hd[j] = hd[c];
-        hi[j] = hi[c];
-        j = c;
-    }
-    hd[j] = d;
-    hi[j] = i;
-}
+#include "graph_heap.h"
 
 static VDB_ALWAYS_INLINE void gs_prefetch(const void *p, int64_t bytes) {
     /* A few lines: the hardware streams the rest of a long row once it sees the first. */

@@ -92,6 +92,14 @@ def test_sole_segment_fast_path_answers_like_the_planner() -> None:
     db.close()
 
 
+def _assert_same_answer(fast: vecdb.SearchResult, slow: vecdb.SearchResult) -> None:
+    """A single-call answer equals the general path's (``"stats": False`` forces that path; its
+    extra per-index stats aside)."""
+    np.testing.assert_array_equal(fast.ids, slow.ids)
+    np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
+    assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+
+
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_one_query_single_call_path_answers_like_the_general_path(metric: str) -> None:
     """One plain query on an optimized HNSW collection is answered in one C call (before any
@@ -108,9 +116,7 @@ def test_one_query_single_call_path_answers_like_the_general_path(metric: str) -
             assert search_sole_one(col.state(), one, 10, params) is not None  # the path is taken
             fast = col.search(one, k=10, params=params)
             slow = col.search(one, k=10, params={**(params or {}), "stats": False})
-            np.testing.assert_array_equal(fast.ids, slow.ids)
-            np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
-            assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+            _assert_same_answer(fast, slow)
     db.close()
 
 
@@ -166,9 +172,7 @@ def test_filtered_single_call_path_answers_like_the_general_path() -> None:
         assert search_sole_filtered_one(col.state(), q[i], 5, compiled, {"ef": 20}) is not None  # taken
         fast = col.search(q[i], k=5, filter=flt, filter_params=fparams, params={"ef": 20})
         slow = col.search(q[i], k=5, filter=flt, filter_params=fparams, params={"ef": 20, "stats": False})
-        np.testing.assert_array_equal(fast.ids, slow.ids)
-        np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
-        assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+        _assert_same_answer(fast, slow)
         assert set(((fast.ids[0] - 50) % 100).tolist()) == {4}
     few = col.search(q[0], k=40, filter=flt, filter_params=fparams)  # k above the 30 matches: padded
     assert (few.ids[0] >= 0).sum() == 30 and few.stats["complete"]
@@ -206,9 +210,7 @@ def test_filtered_single_call_walk_answers_like_the_general_path(monkeypatch: py
         assert search_sole_filtered_one(col.state(), q[i], 10, col._cached_filter(flt, None), {"ef": 40}) is not None
         fast = col.search(q[i], k=10, filter=flt, params={"ef": 40})
         slow = col.search(q[i], k=10, filter=flt, params={"ef": 40, "stats": False})
-        np.testing.assert_array_equal(fast.ids, slow.ids)
-        np.testing.assert_allclose(fast.distances, slow.distances, rtol=1e-6, atol=1e-6)
-        assert fast.stats == {k: v for k, v in slow.stats.items() if k != "index"}
+        _assert_same_answer(fast, slow)
         assert fast.stats["plans"] == [plan]
     db.close()
 

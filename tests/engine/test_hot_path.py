@@ -7,9 +7,23 @@ import pytest
 
 import vecdb
 from vecdb.engine import planner, validate
-from vecdb.engine.collection import _check_params
+from vecdb.engine.collection import Collection, _check_params
+from vecdb.engine.database import Database
 from vecdb.engine.search import _to_ids, search_sole_filtered_one, search_sole_one
 from vecdb.errors import InvalidArgument
+
+
+def _optimized(x: np.ndarray, ids: object, metric: str, ef_construction: int,
+               groups: np.ndarray | None = None) -> tuple[Database, Collection]:
+    """An in-memory collection of ``x`` under ``ids`` (int64 attribute ``g`` = ``groups`` when given),
+    optimized: every row in one HNSW segment."""
+    db = vecdb.connect(":memory:")
+    schema = None if groups is None else {"g": "int64"}
+    col = db.create_collection("c", x.shape[1], metric=metric, schema=schema,
+                               index=vecdb.HNSW(m=8, ef_construction=ef_construction))
+    col.upsert(ids, x, attributes=None if groups is None else {"g": groups})
+    col.optimize()
+    return db, col
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -53,10 +67,7 @@ def test_padding_checks_read_the_last_column() -> None:
 def test_search_results_through_the_fast_paths() -> None:
     rng = np.random.default_rng(5)
     x = rng.normal(size=(300, 8)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32))
-    col.upsert(np.arange(300) + 1000, x)
-    col.optimize()
+    db, col = _optimized(x, np.arange(300) + 1000, "l2", 32)
     params = {"ef": 64}
     for i in range(3):  # the second and third calls hit the params cache
         res = col.search(x[i], k=5, params=params)
@@ -70,10 +81,7 @@ def test_sole_segment_fast_path_answers_like_the_planner() -> None:
     path's ids, distances and stats ("stats": False in params forces the general path)."""
     rng = np.random.default_rng(11)
     x = rng.normal(size=(2000, 16)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 16, metric="cosine", index=vecdb.HNSW(m=8, ef_construction=40))
-    col.upsert(np.arange(2000) * 3, x)
-    col.optimize()
+    db, col = _optimized(x, np.arange(2000) * 3, "cosine", 40)
     state = col.state()
     assert state.sole is not None and state.sole.segment.index is not None
     q = rng.normal(size=(4, 16)).astype(np.float32)
@@ -106,10 +114,7 @@ def test_one_query_single_call_path_answers_like_the_general_path(metric: str) -
     validation); ids, distances and stats must be the general path's."""
     rng = np.random.default_rng(13)
     x = rng.normal(size=(1500, 12)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 12, metric=metric, index=vecdb.HNSW(m=8, ef_construction=40))
-    col.upsert(np.arange(1500) * 5 + 7, x)
-    col.optimize()
+    db, col = _optimized(x, np.arange(1500) * 5 + 7, metric, 40)
     q = rng.normal(size=(20, 12)).astype(np.float32)
     for i in range(q.shape[0]):
         for one, params in ((q[i], {"ef": 30}), (q[i : i + 1], None), (q[i : i + 1], {})):
@@ -124,10 +129,7 @@ def test_single_call_path_leaves_bad_input_to_validation() -> None:
     """What the single-call path declines reaches the general path's checks, with their messages."""
     rng = np.random.default_rng(14)
     x = rng.normal(size=(1200, 8)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32))
-    col.upsert(np.arange(1200), x)
-    col.optimize()
+    db, col = _optimized(x, np.arange(1200), "l2", 32)
     nan = x[:1].copy()
     nan[0, 3] = np.nan
     cases = [
@@ -158,11 +160,7 @@ def test_filtered_single_call_path_answers_like_the_general_path() -> None:
     meets validation."""
     rng = np.random.default_rng(15)
     x = rng.normal(size=(3000, 10)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 10, metric="cosine", index=vecdb.HNSW(m=8, ef_construction=32),
-                               schema={"g": "int64"})
-    col.upsert(np.arange(3000) + 50, x, attributes={"g": np.arange(3000) % 100})
-    col.optimize()
+    db, col = _optimized(x, np.arange(3000) + 50, "cosine", 32, groups=np.arange(3000) % 100)
     q = rng.normal(size=(10, 10)).astype(np.float32)
     flt, fparams = "g = :v", {"v": 4}  # 30 matching rows
     col.search(q[0], k=5, filter=flt, filter_params=fparams)  # compiles and caches the filter
@@ -199,11 +197,7 @@ def test_filtered_single_call_walk_answers_like_the_general_path(monkeypatch: py
     monkeypatch.setattr(planner, "EXACT_MAX_FLOATS", 100)
     rng = np.random.default_rng(16)
     x = rng.normal(size=(2500, 12)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 12, metric="l2", index=vecdb.HNSW(m=8, ef_construction=40),
-                               schema={"g": "int64"})
-    col.upsert(np.arange(2500), x, attributes={"g": np.arange(2500) % 100})
-    col.optimize()
+    db, col = _optimized(x, np.arange(2500), "l2", 40, groups=np.arange(2500) % 100)
     q = rng.normal(size=(15, 12)).astype(np.float32)
     col.search(q[0], k=10, filter=flt)  # compiles and caches the filter
     for i in range(q.shape[0]):
@@ -219,10 +213,7 @@ def test_sole_segment_fast_path_never_under_fills() -> None:
     """k larger than the rows: the fast path hands over to the planner, which pads honestly."""
     rng = np.random.default_rng(12)
     x = rng.normal(size=(1100, 8)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32))
-    col.upsert(np.arange(1100), x)
-    col.optimize()
+    db, col = _optimized(x, np.arange(1100), "l2", 32)
     assert col.state().sole is not None
     res = col.search(x[3], k=1200, params={"ef": 16})
     assert (res.ids[0] >= 0).sum() == 1100 and res.stats["complete"]
@@ -234,11 +225,7 @@ def test_filtered_rows_are_cached_per_state_and_never_stale() -> None:
     cached rows of the old one can never return a deleted row."""
     rng = np.random.default_rng(13)
     x = rng.normal(size=(3000, 8)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32),
-                               schema={"g": "int64"})
-    col.upsert(np.arange(3000), x, attributes={"g": np.arange(3000) % 100})
-    col.optimize()
+    db, col = _optimized(x, np.arange(3000), "l2", 32, groups=np.arange(3000) % 100)
     first = col.search(x[7], k=5, filter="g = 7")  # 30 matching rows: the exact plan
     assert first.stats["plans"] == ["exact"] and first.stats["matching_rows"] == 30
     view = col.state().segments[0]
@@ -263,11 +250,7 @@ def test_sole_segment_filtered_fast_path_answers_like_the_planner(flt: str, keep
     give the general path's ids, distances and stats at every plan ("stats" forces the general path)."""
     rng = np.random.default_rng(14)
     x = rng.normal(size=(3000, 8)).astype(np.float32)
-    db = vecdb.connect(":memory:")
-    col = db.create_collection("c", 8, metric="l2", index=vecdb.HNSW(m=8, ef_construction=32),
-                               schema={"g": "int64"})
-    col.upsert(np.arange(3000) + 5, x, attributes={"g": np.arange(3000) % 100})
-    col.optimize()
+    db, col = _optimized(x, np.arange(3000) + 5, "l2", 32, groups=np.arange(3000) % 100)
     assert col.state().sole is not None
     q = rng.normal(size=(3, 8)).astype(np.float32)
     params = {"ef": 48} if plan is None else {"ef": 48, "plan": plan}

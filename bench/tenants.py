@@ -2,8 +2,12 @@
 per tenant, and vecdb's multi-tenant collection path, two ways: ``collection-filter`` (the tenant
 as a filter on the hidden ``tenants`` column, then the planner: the engine before the tenant index)
 and ``collection-tenant-index`` (``search(..., tenant=)`` as the engine runs it now: each segment's
-tenant index for tenants up to 20% of the segment, the filtered path above). Memory of each layout,
-per-tenant query latency and recall@10.
+tenant index for tenants with their own graph or up to 10% of the segment, the filtered path for
+the rest). Memory of each layout, per-tenant query latency and recall@10.
+
+The tenant index's knob is ``graph_ef``, the beam of a big tenant's own graph (tenants up to 1,024
+rows are scanned exactly; the tree serves big tenants that did not fit the graph budget, at its
+default ``ef`` 1,024 rows scored); the collection's is ``ef``, passed on as that beam.
 
 Tenant assignments over the same rows:
 
@@ -142,8 +146,11 @@ class Systems:
         self.x, self.rt, self.sets, self.shared, self.args = x, rt, sets, shared, args
         self.tenant, wall = timed(lambda: TenantIndex.build(x, METRIC, rt, None))
         per = self.tenant.memory_by_tenant()
+        graphs = self.tenant.graphs.values()
         emit({"kind": "build", "system": "tenant-index", "build_wall_s": wall, "bytes": self.tenant.nbytes,
-              "shared_tree_bytes": self.tenant.shared_nbytes, "max_tenant_bytes": max(per.values()),
+              "shared_tree_bytes": self.tenant.shared_nbytes, "graphs": len(graphs),
+              "graph_nodes": sum(g.size for g in graphs), "graph_bytes": sum(g.nbytes for g in graphs),
+              "max_tenant_bytes": max(per.values()),
               "median_tenant_bytes": float(np.median(list(per.values()))),
               "nodes": int(self.tenant.centroids.shape[0])})
         self.emit = emit
@@ -205,11 +212,11 @@ class Systems:
 
     def filtered(self, q: np.ndarray, t: str, ef: int) -> np.ndarray:
         """The collection with its tenant indexes switched off: the tenant is a filter (the old path)."""
-        saved, tenant_search.MAX_FRACTION = tenant_search.MAX_FRACTION, -1.0
+        saved, tenant_search.routed = tenant_search.routed, lambda segment, tenant: False
         try:
             return self.col.search(q, k=K, tenant=t, params={"ef": ef}).ids
         finally:
-            tenant_search.MAX_FRACTION = saved
+            tenant_search.routed = saved
 
     def mask(self, t: str) -> np.ndarray:
         m = self.masks.get(t)
@@ -224,7 +231,7 @@ class Systems:
         n = self.x.shape[0]
         knobs = {name: (efs if _selected(name, self.args) else []) for name, efs in knobs.items()}
         for ef in knobs["tenant-index"]:
-            out[f"tenant-index ef={ef}"] = lambda q, t, ef=ef: self.tenant.search(q, K, t, {"ef": ef})[0]
+            out[f"tenant-index graph_ef={ef}"] = lambda q, t, ef=ef: self.tenant.search(q, K, t, {"graph_ef": ef})[0]
         for ef in knobs["shared-hnsw+filter"]:
             out[f"shared-hnsw+filter ef={ef}"] = lambda q, t, ef=ef: self.shared.search(
                 q, K, {"ef": ef}, allowed=self.mask(t))[0]
@@ -241,8 +248,8 @@ class Systems:
             for ef in knobs["collection"]:
                 out[f"collection-filter ef={ef}"] = lambda q, t, ef=ef: self.filtered(q, t, ef)
             for ef in knobs["collection-tenant-index"]:
-                out[f"collection-tenant-index tenant_ef={ef}"] = lambda q, t, ef=ef: self.col.search(
-                    q, k=K, tenant=t, params={"tenant_ef": ef}).ids
+                out[f"collection-tenant-index ef={ef}"] = lambda q, t, ef=ef: self.col.search(
+                    q, k=K, tenant=t, params={"ef": ef}).ids
         return out
 
 
@@ -330,7 +337,7 @@ def main() -> None:
     p.add_argument("--per-bucket", type=int, default=40, help="tenants sampled per size bucket below 4,097 rows")
     p.add_argument("--queries-per-tenant", type=int, default=5)
     ints = lambda s: [int(v) for v in s.split(",")]  # noqa: E731
-    p.add_argument("--tenant-efs", type=ints, default=[256, 512, 1024, 2048], help="tenant index: rows scored")
+    p.add_argument("--tenant-efs", type=ints, default=[32, 64, 128], help="tenant index: graph beam widths")
     p.add_argument("--hnsw-efs", type=ints, default=[32, 64, 128], help="per-tenant HNSW beam widths")
     p.add_argument("--shared-efs", type=ints, default=[64, 128, 256], help="shared HNSW (+filter/planner)")
     p.add_argument("--m", type=int, default=16)
@@ -370,7 +377,8 @@ def main() -> None:
 
     warm = HNSWIndex.build(x[:500], METRIC, HNSW(m=args.m, ef_construction=args.ef_construction))
     warm.search(q[:1], K, {"ef": 16})
-    TenantIndex.build(x[:500], METRIC, [["a"]] * 500, {"exact_threshold": 0}).search(q[:1], K, "a")
+    TenantIndex.build(x[:500], METRIC, [["a"]] * 500, {"exact_threshold": 0, "graph_min_rows": 100,
+                                                      "graph_budget_pct": 100}).search(q[:1], K, "a")
     shared, wall = None, 0.0
     if {"shared-hnsw+filter", "shared-hnsw+planner"} & set(args.systems):
         shared, wall = timed(lambda: HNSWIndex.build(x, METRIC, HNSW(m=args.m, ef_construction=args.ef_construction)))
@@ -386,7 +394,7 @@ def main() -> None:
                           only=chosen if args.fast else None)
         knobs = {"tenant-index": args.tenant_efs, "shared-hnsw+filter": args.shared_efs,
                  "shared-hnsw+planner": args.shared_efs, "per-tenant-hnsw": args.hnsw_efs,
-                 "collection": args.shared_efs, "collection-tenant-index": args.tenant_efs}
+                 "collection": args.shared_efs, "collection-tenant-index": args.hnsw_efs}
         res = evaluate(systems, chosen, q, args.queries_per_tenant, knobs, 3)
         summarize(res, assignment, emit)
     Path(str(out).replace(".jsonl", ".md")).write_text(markdown(records, base) + "\n")

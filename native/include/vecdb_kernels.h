@@ -144,6 +144,9 @@ int64_t vdb_pq4_fastscan_topk_u8(const uint8_t *lut, const uint8_t *packed, int6
  * Writes the result max-heap to res_d/res_i (ef) and returns its size; cand_d/cand_i (cand_cap)
  * and todo (max(width0, width_up)) are scratch. Returns -1 when the candidate heap would pass
  * cand_cap (cand_cap >= n_limit never does): the caller retries with a new tag and more room.
+ * row_of (n_limit,), when not NULL, maps node i to its row of `rows` (a graph over a subset of a
+ * shared matrix, f32 modes only); row_scale (n_limit,), when not NULL as well, multiplies node i's
+ * distance (1/|x| turns IP on raw rows into cosine ranking). NULL, NULL: node i is row i.
  */
 #define VDB_GRAPH_L2_F32 0
 #define VDB_GRAPH_IP_F32 1
@@ -155,7 +158,8 @@ int64_t vdb_hnsw_search(const float *q, const float *w, const void *rows, int64_
                         const int32_t *links_up, const int32_t *counts_up, int64_t width_up, int64_t entry,
                         int64_t max_level, int64_t n_limit, int64_t ef, const uint8_t *allowed, int64_t n_allowed,
                         uint16_t *visited, int64_t tag, float *res_d, int32_t *res_i, float *cand_d,
-                        int32_t *cand_i, int64_t cand_cap, int32_t *todo);
+                        int32_t *cand_i, int64_t cand_cap, int32_t *todo, const int32_t *row_of,
+                        const float *row_scale);
 
 /* Function-pointer types of the kernels above (for ctypes / numba callers). */
 typedef void (*vdb_distances_f32_fn)(const float *, const float *, int64_t, int64_t, int, float *);
@@ -181,7 +185,7 @@ typedef int64_t (*vdb_hnsw_search_fn)(const float *, const float *, const void *
                                      const int32_t *, int64_t, const int32_t *, const int32_t *, const int32_t *,
                                      int64_t, int64_t, int64_t, int64_t, int64_t, const uint8_t *, int64_t,
                                      uint16_t *, int64_t, float *, int32_t *, float *, int32_t *, int64_t,
-                                     int32_t *);
+                                     int32_t *, const int32_t *, const float *);
 
 /* One implementation of every kernel for one SIMD level. */
 typedef struct vdb_kernel_table {

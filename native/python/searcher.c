@@ -96,6 +96,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyArrayObject *rows, *links0, *counts0, *up_off, *links_up, *counts_up;
+    PyArrayObject *row_of, *row_scale; /* NULL: node i is row i */
     int64_t n, d, width0, width_up, entry, max_level;
     int metric;
 } HnswSearcher;
@@ -123,19 +124,23 @@ static void searcher_dealloc(HnswSearcher *self) {
     Py_XDECREF(self->up_off);
     Py_XDECREF(self->links_up);
     Py_XDECREF(self->counts_up);
+    Py_XDECREF(self->row_of);
+    Py_XDECREF(self->row_scale);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames);
 
 static PyObject *searcher_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
-    PyObject *orows, *olinks0, *ocounts0, *oup_off, *olinks_up, *ocounts_up;
+    PyObject *orows, *olinks0, *ocounts0, *oup_off, *olinks_up, *ocounts_up, *orow_of = Py_None,
+                                                                               *orow_scale = Py_None;
     long long entry, max_level, n;
     const char *metric;
     static char *names[] = {"rows", "links0", "counts0", "up_off", "links_up", "counts_up",
-                            "entry", "max_level", "n", "metric", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOLLLs:HnswSearcher", names, &orows, &olinks0, &ocounts0,
-                                     &oup_off, &olinks_up, &ocounts_up, &entry, &max_level, &n, &metric))
+                            "entry", "max_level", "n", "metric", "row_of", "row_scale", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOLLLs|OO:HnswSearcher", names, &orows, &olinks0, &ocounts0,
+                                     &oup_off, &olinks_up, &ocounts_up, &entry, &max_level, &n, &metric, &orow_of,
+                                     &orow_scale))
         return NULL;
     int m;
     if (strcmp(metric, "l2") == 0)
@@ -162,8 +167,30 @@ static PyObject *searcher_new(PyTypeObject *type, PyObject *args, PyObject *kw) 
     self->d = PyArray_DIM(self->rows, 1);
     self->width0 = PyArray_DIM(self->links0, 1);
     self->width_up = PyArray_DIM(self->links_up, 1);
-    /* The traversal trusts these: every per-node array must cover the n nodes it may visit. */
-    if (n < 1 || n > PyArray_DIM(self->rows, 0) || n > PyArray_DIM(self->links0, 0) ||
+    if (orow_of != Py_None && !(self->row_of = graph_array(orow_of, "row_of", NPY_INT32, "int32", 1))) goto fail;
+    if (orow_scale != Py_None) {
+        if (self->row_of == NULL) {
+            PyErr_SetString(PyExc_ValueError, "row_scale needs row_of");
+            goto fail;
+        }
+        if (!(self->row_scale = graph_array(orow_scale, "row_scale", NPY_FLOAT32, "float32", 1))) goto fail;
+    }
+    /* The traversal trusts these: every per-node array must cover the n nodes it may visit, and
+     * every row the map names must be a row of `rows`. */
+    if (self->row_of != NULL) {
+        if (n < 1 || n > PyArray_DIM(self->row_of, 0) || (self->row_scale && n > PyArray_DIM(self->row_scale, 0))) {
+            PyErr_Format(PyExc_ValueError, "row_of / row_scale do not cover n = %lld nodes", n);
+            goto fail;
+        }
+        const int32_t *map = PyArray_DATA(self->row_of);
+        for (long long i = 0; i < n; i++)
+            if (map[i] < 0 || map[i] >= PyArray_DIM(self->rows, 0)) {
+                PyErr_Format(PyExc_ValueError, "row_of[%lld] = %d is not a row of rows", i, (int)map[i]);
+                goto fail;
+            }
+    }
+    const int64_t rows_needed = self->row_of ? 1 : n;
+    if (n < 1 || rows_needed > PyArray_DIM(self->rows, 0) || n > PyArray_DIM(self->links0, 0) ||
         n > PyArray_DIM(self->counts0, 0) || n > PyArray_DIM(self->up_off, 0) ||
         PyArray_DIM(self->counts_up, 0) < PyArray_DIM(self->links_up, 0)) {
         PyErr_Format(PyExc_ValueError, "graph arrays do not cover n = %lld nodes", n);
@@ -207,12 +234,15 @@ static int64_t small_int(PyObject *obj, int64_t limit) {
 #define STACK_BYTES 16384
 
 PyDoc_STRVAR(searcher_doc,
-             "HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric)\n\n"
+             "HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric, "
+             "row_of=None, row_scale=None)\n\n"
              "One query per call on a full-precision HNSW graph (the arrays of vecdb/kernels/graph.py; rows "
-             "(n, d) float32, unit length for 'cosine'), held for the object's life.\n\n"
+             "(n, d) float32, unit length for 'cosine'), held for the object's life. With row_of ((>= n,) int32), "
+             "node i is row row_of[i] of rows (a graph over a subset of a shared matrix) and the results are "
+             "rows; row_scale ((>= n,) float32) multiplies node i's distance (1/|x| on raw rows for 'cosine').\n\n"
              "searcher(query, k, ef, ids, allowed) -> (ids (1, k) int64, distances (1, k) float32, filled) | None\n\n"
              "query: (d,) or (1, d) float32, C-contiguous; k in 1..10000 and ef in 1..100000 (exact ints); ids: "
-             "an (>= n,) int64 array mapping offsets to ids, or None for offsets; allowed: None or a 1-D bool mask "
+             "an int64 array mapping offsets (rows, with row_of) to ids, or None for offsets; allowed: None or a 1-D bool mask "
              "of the rows that may be returned (rows past its end may not; the walk still passes through the "
              "others). Results ascending by distance, "
              "padded -1 / +inf after `filled`. Returns None, without error, for a query it does not take (other "
@@ -228,12 +258,14 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
     int64_t k = small_int(args[1], MAX_K), ef = small_int(args[2], MAX_EF);
     if (q == NULL || k < 0 || ef < 0) Py_RETURN_NONE;
     const int64_t *ids = NULL;
+    /* ids map what the walk returns: rows of `rows` through a row map, else nodes */
+    const int64_t id_span = self->row_of ? PyArray_DIM(self->rows, 0) : self->n;
     if (args[3] != Py_None) {
         PyArrayObject *a = (PyArrayObject *)args[3];
         if (!PyArray_Check(args[3]) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 ||
-            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < self->n) {
+            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < id_span) {
             PyErr_Format(PyExc_TypeError, "ids must be None or a C-contiguous int64 array of at least %lld ids",
-                         (long long)self->n);
+                         (long long)id_span);
             return NULL;
         }
         ids = (const int64_t *)PyArray_DATA(a);
@@ -279,6 +311,8 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
 
     const vdb_kernel_table *t = vdb_active_table();
     const int mode = self->metric == METRIC_L2 ? VDB_GRAPH_L2_F32 : VDB_GRAPH_IP_F32;
+    const int32_t *row_of = self->row_of ? PyArray_DATA(self->row_of) : NULL;
+    const float *row_scale = self->row_scale ? PyArray_DATA(self->row_scale) : NULL;
     int64_t rsz = -1;
     int oom = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -293,7 +327,7 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
                              PyArray_DATA(self->counts0), self->width0, PyArray_DATA(self->up_off),
                              PyArray_DATA(self->links_up), PyArray_DATA(self->counts_up), self->width_up, self->entry,
                              self->max_level, n, ef, allowed, n_allowed, v->tags, tag, res_d, res_i, cand_d, cand_i, cap,
-                             todo);
+                             todo, row_of, row_scale);
         if (rsz >= 0) break;
         /* The candidate heap overflowed (a selective mask): again with room for every node. */
         cap = n + 1;
@@ -334,7 +368,8 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
         od[j] = INFINITY;
     }
     for (int64_t j = filled - 1; j >= 0; j--) {
-        oi[j] = ids ? ids[res_i[0]] : (int64_t)res_i[0];
+        const int64_t row = row_of ? (int64_t)row_of[res_i[0]] : (int64_t)res_i[0];
+        oi[j] = ids ? ids[row] : row;
         od[j] = res_d[0] + shift;
         rsz = gs_max_pop(res_d, res_i, rsz);
     }

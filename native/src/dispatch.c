@@ -134,10 +134,11 @@ int64_t vdb_hnsw_search(const float *q, const float *w, const void *rows, int64_
                         const int32_t *links_up, const int32_t *counts_up, int64_t width_up, int64_t entry,
                         int64_t max_level, int64_t n_limit, int64_t ef, const uint8_t *allowed, int64_t n_allowed,
                         uint16_t *visited, int64_t tag, float *res_d, int32_t *res_i, float *cand_d,
-                        int32_t *cand_i, int64_t cand_cap, int32_t *todo) {
+                        int32_t *cand_i, int64_t cand_cap, int32_t *todo, const int32_t *row_of,
+                        const float *row_scale) {
     return vdb_active_table()->hnsw_search(q, w, rows, d, mode, links0, counts0, width0, up_off, links_up, counts_up,
                                            width_up, entry, max_level, n_limit, ef, allowed, n_allowed, visited, tag,
-                                           res_d, res_i, cand_d, cand_i, cand_cap, todo);
+                                           res_d, res_i, cand_d, cand_i, cand_cap, todo, row_of, row_scale);
 }
 
 /* Rows per fast-scan call in the fused scan: a multiple of the 32-row block whose 4 KB of sums

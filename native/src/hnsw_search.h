@@ -13,6 +13,11 @@
  * and gets `static int64_t hnsw_search(...)` with the signature of vdb_hnsw_search_fn, one copy
  * per mode inlined behind a switch so no mode test runs in the inner loop.
  *
+ * Row map: a graph over a subset of a shared matrix (a tenant's graph over its segment's rows)
+ * passes row_of, node i's row in `rows`, and optionally row_scale, a factor applied to node i's
+ * distance (1/|x| for cosine on raw rows: -dot / |x| ranks as cosine for a unit query). Without
+ * one (NULL: node i is row i) the map compiles away; with one only the f32 modes are instantiated.
+ *
  * Semantics are those of vecdb/kernels/graph.py (greedy descent on the upper layers, then a
  * best-first beam on layer 0 keeping the ef closest allowed nodes), which stays the reference
  * and the fallback when the C module is not built.
@@ -33,12 +38,15 @@ static VDB_ALWAYS_INLINE GS_ATTR int64_t gs_search(
     const int32_t *counts0, int64_t width0, const int32_t *up_off, const int32_t *links_up, const int32_t *counts_up,
     int64_t width_up, int64_t entry, int64_t max_level, int64_t n_limit, int64_t ef, const uint8_t *allowed,
     int64_t n_allowed, uint16_t *visited, int64_t tag64, float *res_d, int32_t *res_i, float *cand_d,
-    int32_t *cand_i, int64_t cand_cap, int32_t *todo) {
+    int32_t *cand_i, int64_t cand_cap, int32_t *todo, const int32_t *row_of, const float *row_scale) {
+#define GS_ROW(i) (row_of ? (int64_t)row_of[i] : (int64_t)(i))
+#define GS_DIST(i) (row_scale ? row_scale[i] * gs_row_dist(q, w, rows, GS_ROW(i), d, mode) \
+                              : gs_row_dist(q, w, rows, GS_ROW(i), d, mode))
     const uint16_t tag = (uint16_t)tag64;
     const int64_t row_bytes = d * (mode >= VDB_GRAPH_WL2_U8 ? 1 : 4);
     const char *base = (const char *)rows;
     int32_t cur = (int32_t)entry;
-    float cur_d = gs_row_dist(q, w, rows, cur, d, mode);
+    float cur_d = GS_DIST(cur);
 
     /* Upper layers: move to the closest neighbour until none is closer. */
     for (int64_t layer = max_level; layer > 0; layer--) {
@@ -51,7 +59,7 @@ static VDB_ALWAYS_INLINE GS_ATTR int64_t gs_search(
             for (int64_t j = 0; j < cnt; j++) {
                 int32_t nb = row[j];
                 if (nb < 0 || nb >= n_limit) continue;
-                float dn = gs_row_dist(q, w, rows, nb, d, mode);
+                float dn = GS_DIST(nb);
                 if (dn < cur_d) {
                     cur_d = dn;
                     cur = nb;
@@ -81,13 +89,23 @@ static VDB_ALWAYS_INLINE GS_ATTR int64_t gs_search(
             if (nb < 0 || nb >= n_limit || visited[nb] == tag) continue;
             visited[nb] = tag;
             todo[nt++] = nb;
-            gs_prefetch(base + (int64_t)nb * row_bytes, row_bytes);
+            gs_prefetch(base + GS_ROW(nb) * row_bytes, row_bytes);
         }
         float dist4[4];
+        int32_t rows4[4];
         for (int64_t t = 0; t < nt; t++) {
             int32_t nb = todo[t];
-            if ((t & 3) == 0 && t + 4 <= nt) gs_row_dist4(q, w, rows, todo + t, d, mode, dist4);
-            float dn = t < (nt & ~(int64_t)3) ? dist4[t & 3] : gs_row_dist(q, w, rows, nb, d, mode);
+            if ((t & 3) == 0 && t + 4 <= nt) {
+                if (row_of) {
+                    for (int r = 0; r < 4; r++) rows4[r] = row_of[todo[t + r]];
+                    gs_row_dist4(q, w, rows, rows4, d, mode, dist4);
+                    if (row_scale)
+                        for (int r = 0; r < 4; r++) dist4[r] *= row_scale[todo[t + r]];
+                } else {
+                    gs_row_dist4(q, w, rows, todo + t, d, mode, dist4);
+                }
+            }
+            float dn = t < (nt & ~(int64_t)3) ? dist4[t & 3] : GS_DIST(nb);
             if (rsz < ef || dn < res_d[0]) {
                 if (csz == cand_cap) return -1; /* the caller retries with room for every node */
                 csz = gs_min_push(cand_d, cand_i, csz, dn, nb);
@@ -102,6 +120,8 @@ static VDB_ALWAYS_INLINE GS_ATTR int64_t gs_search(
         if (csz > 0) __builtin_prefetch(links0 + (int64_t)cand_i[0] * width0, 0, 3);
     }
 #undef GS_ALLOWED
+#undef GS_DIST
+#undef GS_ROW
     return rsz;
 }
 
@@ -111,16 +131,20 @@ static GS_ATTR int64_t hnsw_search(const float *q, const float *w, const void *r
                                    int64_t width_up, int64_t entry, int64_t max_level, int64_t n_limit, int64_t ef,
                                    const uint8_t *allowed, int64_t n_allowed, uint16_t *visited, int64_t tag,
                                    float *res_d, int32_t *res_i, float *cand_d, int32_t *cand_i, int64_t cand_cap,
-                                   int32_t *todo) {
-#define GS_CALL(MODE)                                                                                              \
+                                   int32_t *todo, const int32_t *row_of, const float *row_scale) {
+#define GS_CALL(MODE, ROW_OF, ROW_SCALE)                                                                           \
     gs_search(MODE, q, w, rows, d, links0, counts0, width0, up_off, links_up, counts_up, width_up, entry, max_level, \
-              n_limit, ef, allowed, n_allowed, visited, tag, res_d, res_i, cand_d, cand_i, cand_cap, todo)
+              n_limit, ef, allowed, n_allowed, visited, tag, res_d, res_i, cand_d, cand_i, cand_cap, todo, ROW_OF,  \
+              ROW_SCALE)
+    if (row_of != NULL)
+        return mode == VDB_GRAPH_L2_F32 ? GS_CALL(VDB_GRAPH_L2_F32, row_of, row_scale)
+                                        : GS_CALL(VDB_GRAPH_IP_F32, row_of, row_scale);
     switch (mode) {
-        case VDB_GRAPH_L2_F32: return GS_CALL(VDB_GRAPH_L2_F32);
-        case VDB_GRAPH_IP_F32: return GS_CALL(VDB_GRAPH_IP_F32);
-        case VDB_GRAPH_WL2_U8: return GS_CALL(VDB_GRAPH_WL2_U8);
-        case VDB_GRAPH_IP_I8: return GS_CALL(VDB_GRAPH_IP_I8);
-        default: return GS_CALL(VDB_GRAPH_IP_U8);
+        case VDB_GRAPH_L2_F32: return GS_CALL(VDB_GRAPH_L2_F32, NULL, NULL);
+        case VDB_GRAPH_IP_F32: return GS_CALL(VDB_GRAPH_IP_F32, NULL, NULL);
+        case VDB_GRAPH_WL2_U8: return GS_CALL(VDB_GRAPH_WL2_U8, NULL, NULL);
+        case VDB_GRAPH_IP_I8: return GS_CALL(VDB_GRAPH_IP_I8, NULL, NULL);
+        default: return GS_CALL(VDB_GRAPH_IP_U8, NULL, NULL);
     }
 #undef GS_CALL
 }

@@ -10,8 +10,9 @@ from vecdb.engine.database import Database
 from vecdb.engine.store import StoreOptions
 
 N, DIM, K = 16000, 16, 10
-# "mid" holds 1,300 rows (8% of the segment; above 4 x tenant_ef = 1,024 rows, so the tree is used),
-# "big" 3,000 (19%: it keeps the shared index + mask), s0..s46 about 250 rows each (scanned exactly).
+# "mid" holds 1,300 rows (8% of the segment), "big" 3,000 (19%): both above graph_min_rows, so each
+# gets its own graph; s0..s46 about 250 rows each (scanned exactly). Without graphs (the
+# ``tree_collection``), "mid" is descended at TREE's budget and "big" keeps the shared index + mask.
 OPTIONS = StoreOptions(index_min_rows=256, background=False)
 TREE = {"tenant_ef": 300}  # a budget small enough that "mid" is descended (4 x 300 < 1,300 rows), not scanned
 
@@ -45,13 +46,29 @@ def data():
     return _data()
 
 
-@pytest.fixture()
-def collection(tmp_path, data):
+def _open(directory, data):
     x, a, tenants = data
-    db = Database.open(tmp_path / "data", options=OPTIONS)
+    db = Database.open(directory, options=OPTIONS)
     col = db.create_collection("c", dim=DIM, metric="l2", multi_tenant=True,
                                index=vecdb.HNSW(m=8, ef_construction=32), schema={"a": "int32"})
     _load(col, x, a, tenants)
+    return db, col
+
+
+@pytest.fixture()
+def collection(tmp_path, data):
+    db, col = _open(tmp_path / "data", data)
+    yield db, col
+    db.close()
+
+
+@pytest.fixture()
+def tree_collection(tmp_path, data, monkeypatch):
+    """The same collection with tenant graphs switched off: tenants are served by the tree."""
+    from vecdb.engine import indexing
+
+    monkeypatch.setitem(indexing.TENANT_INDEX_CONFIG, "graph_budget_pct", 0)
+    db, col = _open(tmp_path / "tree", data)
     yield db, col
     db.close()
 
@@ -72,46 +89,69 @@ def test_sealed_segment_gets_a_tenant_index_and_the_plan_uses_it(tmp_path, colle
     _db, col = collection
     x, _, tenants = data
     assert len(_sidecar(tmp_path)) == 1
-    assert col.state().segments[0].segment.tenant_index is not None
+    index = col.state().segments[0].segment.tenant_index
+    assert index is not None and index.has_graph("mid") and index.has_graph("big") and not index.has_graph("s3")
     q = x[:4]
-    res = col.search(q, k=K, tenant="mid", params={"stats": True, **TREE})
-    assert res.stats["plans"] == ["tenant-index"]
-    assert res.stats["index"][0]["plan"] == "tenant-tree"
+    res = col.search(q, k=K, tenant="mid", params={"stats": True})
+    assert res.stats["plans"] == ["tenant-graph"]
+    assert res.stats["index"][0]["plan"] == "tenant-graph"
     assert res.stats["matching_rows"] == sum("mid" in ts for ts in tenants)
     assert col.search(q, k=K, tenant="s3").stats["plans"] == ["tenant-exact"]
     assert col.search(q, k=K, tenant="mid", params={"exact": True}).stats["plans"] == ["tenant-exact"]
-    assert col.search(q, k=K, tenant="mid").stats["plans"] == ["tenant-exact"]  # 1,300 <= 4 x the default 1,024
-    assert not col.search(q, k=K, tenant="big").stats["plans"][0].startswith("tenant")  # > 20% of the rows
+    # 19% of the segment, above the shared-index cut, but its own graph serves it
+    assert col.search(q, k=K, tenant="big").stats["plans"] == ["tenant-graph"]
     assert (col.search(q, k=K, tenant="nobody").ids == -1).all()
 
 
-def test_results_match_the_exact_answer_after_deletes_upserts_and_with_a_filter(collection, data):
-    _db, col = collection
+def test_without_graphs_the_tree_and_the_shared_index_serve_big_tenants(tree_collection, data):
+    _db, col = tree_collection
+    x, _, _ = data
+    q = x[:4]
+    assert not col.state().segments[0].segment.tenant_index.graphs
+    res = col.search(q, k=K, tenant="mid", params={"stats": True, **TREE})
+    assert res.stats["plans"] == ["tenant-index"]
+    assert res.stats["index"][0]["plan"] == "tenant-tree"
+    assert col.search(q, k=K, tenant="mid").stats["plans"] == ["tenant-exact"]  # 1,300 <= 4 x the default 1,024
+    assert not col.search(q, k=K, tenant="big").stats["plans"][0].startswith("tenant")  # > 10% of the rows
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_results_match_the_exact_answer_after_deletes_upserts_and_with_a_filter(request, graphs, data):
+    _db, col = request.getfixturevalue("collection" if graphs else "tree_collection")
     x, a, tenants = data
     x = x.copy()
     rng = np.random.default_rng(1)
-    mid = np.array([i for i, ts in enumerate(tenants) if "mid" in ts])
-    deleted = rng.choice(mid, 300, replace=False)
-    assert col.delete(deleted, tenant="mid") == 300
+    # with graphs "big" keeps more than graph_min_rows live rows (its graph answers); without, "mid"
+    # is the tenant the tree serves
+    subject, other = ("big", "mid") if graphs else ("mid", "big")
+    held = np.array([i for i, ts in enumerate(tenants) if subject in ts])
+    deleted = rng.choice(held, 300, replace=False)
+    assert col.delete(deleted, tenant=subject) == 300
     # A tenant-scoped upsert replaces rows: the sealed copy is deleted, the new one is in the memtable.
-    replaced = rng.choice(np.setdiff1d(mid, deleted), 50, replace=False)
+    replaced = rng.choice(np.setdiff1d(held, deleted), 50, replace=False)
     x[replaced] = rng.standard_normal((50, DIM)).astype(np.float32)
-    col.upsert(replaced, x[replaced], {"a": a[replaced]}, tenant="mid")
-    live = np.setdiff1d(mid, deleted)
+    col.upsert(replaced, x[replaced], {"a": a[replaced]}, tenant=subject)
+    live = np.setdiff1d(held, deleted)
     queries = np.concatenate([x[replaced[:10]], rng.standard_normal((20, DIM)).astype(np.float32)])
-    # The default budget scans mid's rows (exact); TREE descends the tree scoring under a quarter
-    # of them, which on these 16-d Gaussian rows keeps recall above 0.9.
-    for params, plan, min_recall in (({}, "tenant-exact", 1.0), (TREE, "tenant-index", 0.9)):
-        for filt, keep in ((None, live), ("a < 4", live[a[live] < 4])):
-            res = col.search(queries, k=K, tenant="mid", filter=filt, params=params)
-            assert res.stats["plans"] == [plan, "memtable-exact"], res.stats
-            got = res.ids[res.ids >= 0]
-            assert np.isin(got, keep).all(), "a row of another tenant, a deleted row or a filtered-out row"
-            truth = _exact(x, keep, queries)
-            recall = np.mean([len(set(r.tolist()) & t) / K for r, t in zip(res.ids, truth, strict=True)])
-            assert recall >= min_recall, (filt, plan, recall)
-    # Another tenant never sees mid's rows, nor mid another's, whatever the filter.
-    for tenant in ("s5", "big"):
+    # With graphs, big's graph walks under the live mask (and under "a < 6", 60% of its rows), while
+    # "a < 3" leaves few enough rows to scan exactly; without, the default budget scans mid's rows
+    # and TREE descends the tree scoring under a quarter of them, which on these 16-d Gaussian rows
+    # keeps recall above 0.9.
+    cases = ((({}, None, "tenant-graph", 0.95), ({}, "a < 6", "tenant-graph", 0.95),
+              ({}, "a < 3", "tenant-exact", 1.0), ({"exact": True}, None, "tenant-exact", 1.0)) if graphs else
+             (({}, None, "tenant-exact", 1.0), ({}, "a < 3", "tenant-exact", 1.0),
+              (TREE, None, "tenant-index", 0.9), (TREE, "a < 6", "tenant-index", 0.9)))
+    for params, filt, plan, min_recall in cases:
+        keep = live if filt is None else live[a[live] < int(filt[-1])]
+        res = col.search(queries, k=K, tenant=subject, filter=filt, params=params)
+        assert res.stats["plans"] == [plan, "memtable-exact"], res.stats
+        got = res.ids[res.ids >= 0]
+        assert np.isin(got, keep).all(), "a row of another tenant, a deleted row or a filtered-out row"
+        truth = _exact(x, keep, queries)
+        recall = np.mean([len(set(r.tolist()) & t) / K for r, t in zip(res.ids, truth, strict=True)])
+        assert recall >= min_recall, (filt, plan, recall)
+    # Another tenant never sees the subject's rows, nor the subject another's, whatever the filter.
+    for tenant in ("s5", other):
         res = col.search(queries, k=50, tenant=tenant, filter="a >= 0")
         owned = [i for i, ts in enumerate(tenants) if tenant in ts]
         assert np.isin(res.ids[res.ids >= 0], owned).all()
@@ -121,15 +161,15 @@ def test_sidecar_survives_reopen_and_is_rebuilt_when_missing_or_corrupt(tmp_path
     db, col = collection
     x, _, _ = data
     q = x[100:110]
-    before = col.search(q, k=K, tenant="mid", params=TREE).ids
+    before = col.search(q, k=K, tenant="mid").ids
     db.close()
     (path,) = _sidecar(tmp_path)
     stamp = path.stat().st_mtime_ns
     with Database.open(tmp_path / "data", options=OPTIONS) as db2:
         col = db2.collection("c")
         assert path.stat().st_mtime_ns == stamp  # loaded, not rebuilt
-        res = col.search(q, k=K, tenant="mid", params=TREE)
-        assert res.stats["plans"] == ["tenant-index"]
+        res = col.search(q, k=K, tenant="mid")
+        assert res.stats["plans"] == ["tenant-graph"]  # the graph was saved and loaded with the tree
         np.testing.assert_array_equal(res.ids, before)
     for damage in ("delete", "corrupt"):
         if damage == "delete":
@@ -142,9 +182,9 @@ def test_sidecar_survives_reopen_and_is_rebuilt_when_missing_or_corrupt(tmp_path
             col = db2.collection("c")
             col._store.wait_pending()
             assert path.exists()
-            res = col.search(q, k=K, tenant="mid", params=TREE)
-            assert res.stats["plans"] == ["tenant-index"], damage
-            np.testing.assert_array_equal(res.ids, before)
+            res = col.search(q, k=K, tenant="mid")
+            assert res.stats["plans"] == ["tenant-graph"], damage
+            np.testing.assert_array_equal(res.ids, before)  # the rebuild is seeded: the same graph
 
 
 def test_single_tenant_and_flat_collections_get_no_tenant_index(tmp_path, data):
@@ -157,21 +197,26 @@ def test_single_tenant_and_flat_collections_get_no_tenant_index(tmp_path, data):
         assert not _sidecar(tmp_path)
 
 
-def test_tenant_ef_is_the_tenant_index_budget(collection, data):
-    _db, col = collection
+def test_tenant_ef_is_the_tree_budget_and_ef_the_graph_beam(collection, tree_collection, data):
     x, _, _ = data
+    _db, col = tree_collection
     res = col.search(x[:3], k=K, tenant="mid", params={"tenant_ef": 64, "stats": True})
     assert max(res.stats["index"][0]["candidates_scored"]) < 1024
-    res = col.search(x[:3], k=K, tenant="mid", params={"ef": 16, "stats": True})  # an HNSW knob: ignored here
+    res = col.search(x[:3], k=K, tenant="mid", params={"ef": 16, "stats": True})  # the tree has no beam
     assert min(res.stats["index"][0]["candidates_scored"]) >= 1024
     with pytest.raises(vecdb.InvalidArgument):
         col.search(x[:1], k=K, tenant="mid", params={"tenant_ef": 0})
+    _db, col = collection
+    res = col.search(x[:3], k=K, tenant="mid", params={"ef": 16, "stats": True})
+    assert res.stats["index"][0]["ef"] == 16
+    with pytest.raises(vecdb.InvalidArgument):
+        col.search(x[:1], k=K, tenant="mid", params={"ef": 0})
 
 
-def test_the_tenant_clause_is_compiled_only_where_a_segment_needs_it(collection, data, monkeypatch):
+def test_the_tenant_clause_is_compiled_only_where_a_segment_needs_it(tree_collection, data, monkeypatch):
     from vecdb.engine import tenancy
 
-    _db, col = collection
+    _db, col = tree_collection
     x, _, _ = data
     calls = []
     real = tenancy.visible_filter

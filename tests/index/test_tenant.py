@@ -259,6 +259,123 @@ def test_round_trip_and_validation() -> None:
         index.to_arrays()
 
 
+# Tenants of ~550 rows (2,000 rows, 4 tenants, a tenth shared) above graph_min_rows; a budget of one
+# node per row fits three of their graphs, not four.
+GRAPHS = {"branching": 4, "leaf_size": 16, "exact_threshold": 0, "graph_min_rows": 100, "graph_budget_pct": 100,
+          "graph_m": 8, "graph_ef_construction": 64}
+WIDE = {"graph_ef": 4_000}  # a beam wider than any graph: every reachable node is scored
+
+
+def _graph_index(metric: str, seed: int = 4) -> tuple[TenantIndex, np.ndarray, list[list[str]]]:
+    x, rt = _data(2_000, 12, seed=seed)
+    return TenantIndex.build(x, metric, rt, GRAPHS), x, rt
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_big_tenants_get_graphs_within_the_budget_largest_first(metric: str) -> None:
+    index, x, rt = _graph_index(metric)
+    sizes = {t: _owners(rt, t).size for t in TENANTS}
+    with_graph = [t for t in TENANTS if index.has_graph(t)]
+    assert len(with_graph) == 3 and sum(sizes[t] for t in with_graph) <= 2_000
+    (without,) = set(TENANTS) - set(with_graph)
+    assert sizes[without] == min(sizes.values())  # the largest first, until the budget ran out
+    q = np.random.default_rng(5).standard_normal((8, 12)).astype(np.float32)
+    for tenant in with_graph:
+        rows = _owners(rt, tenant)
+        want_i, want_d = _exact(x, rows, q, 10, metric)
+        got_i, got_d, stats = index.search_with_stats(q, 10, tenant, WIDE)
+        assert stats["plan"] == "tenant-graph"
+        np.testing.assert_array_equal(got_i, want_i)
+        np.testing.assert_allclose(got_d, want_d, rtol=1e-4, atol=1e-4)
+        small_i, _ = index.search(q, 10, tenant, {"graph_ef": 10})  # a narrow beam: still only its rows
+        assert np.isin(small_i, rows).all()
+        assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(small_i, want_i, strict=True)]) >= 0.8
+        exact_i, _, stats = index.search_with_stats(q, 10, tenant, {"exact": True})
+        assert stats["plan"] == "tenant-exact"
+        np.testing.assert_array_equal(exact_i, want_i)
+    assert index.search_with_stats(q, 10, without, {"ef": 50})[2]["plan"] == "tenant-tree"  # 4 x 50 < its rows
+
+
+def test_a_graph_tenant_scans_a_selective_filter_and_walks_a_wide_one() -> None:
+    index, x, rt = _graph_index("l2")
+    tenant = next(t for t in TENANTS if index.has_graph(t))
+    rows = _owners(rt, tenant)
+    q = x[rows[:4]] + 0.01
+    rng = np.random.default_rng(6)
+    for share, plan in ((0.05, "tenant-exact"), (0.6, "tenant-graph")):
+        allowed = rng.random(x.shape[0]) < share
+        got, _, stats = index.search_with_stats(q, 10, tenant, WIDE, allowed=allowed)
+        assert stats["plan"] == plan
+        keep = rows[allowed[rows]]
+        np.testing.assert_array_equal(got, _exact(x, keep, q, 10, "l2")[0])
+
+
+def test_a_graph_follows_revokes_deletes_grants_and_inserts_then_is_rebuilt() -> None:
+    index, x, rt = _graph_index("l2")
+    tenant = next(t for t in TENANTS if index.has_graph(t))
+    t = index.ids[tenant]
+    tgraph = index.graphs[t]
+    rows = _owners(rt, tenant)
+    others = np.setdiff1d(np.arange(x.shape[0]), rows)
+
+    def check(held: np.ndarray, xs: np.ndarray) -> None:
+        q = np.concatenate([xs[held[:3]], xs[others[:3]]]) + 0.001
+        got, _, stats = index.search_with_stats(q, 10, tenant, WIDE)
+        assert stats["plan"] == "tenant-graph"
+        np.testing.assert_array_equal(got, _exact(xs, held, q, 10, "l2")[0])
+
+    index.revoke(rows[:30], tenant)
+    index.delete(rows[30:40])
+    index.grant(others[:20], tenant)
+    new = index.insert(x[others[20:25]] + 0.5, [[tenant]] * 5)
+    assert index.graphs[t] is tgraph  # small drift: masked and scanned, not rebuilt
+    assert tgraph.alive is not None and tgraph.extra.size == 25
+    held = np.sort(np.concatenate([rows[40:], others[:20], new]))
+    xs = np.concatenate([x, x[others[20:25]] + 0.5])
+    check(held, xs)
+    index.revoke(rows[40:200], tenant)  # past a quarter of the graph: rebuilt over what it holds now
+    assert index.graphs[t] is not tgraph and index.graphs[t].extra.size == 0 and index.graphs[t].alive is None
+    check(np.sort(np.concatenate([rows[200:], others[:20], new])), xs)
+    index.revoke(index.rows_of(tenant), tenant)  # too small for a graph now
+    assert not index.has_graph(tenant)
+
+
+def test_graphs_round_trip_and_a_corrupt_graph_is_refused() -> None:
+    index, x, rt = _graph_index("cosine")
+    tenant = next(t for t in TENANTS if index.has_graph(t))
+    index.revoke(index.rows_of(tenant)[:7], tenant)
+    meta, arrays = index.to_arrays()
+    back = TenantIndex.from_arrays(meta, arrays, x)
+    assert sorted(back.graphs) == sorted(index.graphs) and back.nbytes == index.nbytes
+    q = x[:5] + 0.01
+    for name in TENANTS:
+        np.testing.assert_array_equal(back.search(q, 10, name, {})[0], index.search(q, 10, name, {})[0])
+    assert back.graphs[index.ids[tenant]].alive is not None  # the revoked nodes stay masked
+    links = arrays["graph_links0"].copy()
+    links[0, 0] = 10**6
+    tenants_out = arrays["graph_tenants"] + 100
+    for key, value in (("graph_links0", links), ("graph_tenants", tenants_out),
+                       ("graph_size", arrays["graph_size"] + 1), ("graph_nodes", arrays["graph_nodes"][::-1].copy())):
+        with pytest.raises(ValueError):
+            TenantIndex.from_arrays(meta, {**arrays, key: value}, x)
+    with pytest.raises(ValueError, match="incomplete"):
+        TenantIndex.from_arrays(meta, {k: v for k, v in arrays.items() if k != "graph_entry"}, x)
+
+
+def test_graph_memory_is_counted_per_tenant() -> None:
+    index, _, _ = _graph_index("l2")
+    per = index.memory_by_tenant()
+    assert index.nbytes == index.shared_nbytes + sum(per.values())
+    for tenant in TENANTS:
+        tree = index.trees[index.ids[tenant]].nbytes
+        if index.has_graph(tenant):
+            tgraph = index.graphs[index.ids[tenant]]
+            assert per[tenant] == tree + tgraph.nbytes
+            assert tgraph.nbytes >= tgraph.size * 4 * (2 * GRAPHS["graph_m"] + 2)  # links, count, row map
+        else:
+            assert per[tenant] == tree
+
+
 class TenantIsolation(RuleBasedStateMachine):
     """Random builds, inserts, shares, revocations and deletes against a model of who holds what:
     every search returns only rows of its tenant, and with a full budget exactly the model's top-k."""
@@ -271,8 +388,10 @@ class TenantIsolation(RuleBasedStateMachine):
         rt = [list({TENANTS[j] for j in self.rng.integers(0, 4, self.rng.integers(0, 3))}) for _ in range(n)]
         self.model = {t: {i for i, ts in enumerate(rt) if t in ts} for t in TENANTS}
         self.deleted: set[int] = set()
+        # graph_min_rows 8: tenants past 8 rows get graphs, which follow every update below
         self.index = TenantIndex.build(self.x, metric, rt, {"branching": 3, "leaf_size": 4, "split_factor": 2,
-                                                            "exact_threshold": 3})
+                                                            "exact_threshold": 3, "graph_min_rows": 8,
+                                                            "graph_budget_pct": 300, "graph_m": 4})
 
     @rule(m=st.integers(1, 20), tenant=st.sampled_from(TENANTS), near=st.booleans())
     def insert(self, m: int, tenant: str, near: bool) -> None:
@@ -318,7 +437,7 @@ class TenantIsolation(RuleBasedStateMachine):
         found = got[got >= 0]
         assert np.isin(found, held).all(), f"leak: {set(found.tolist()) - set(held.tolist())} to {tenant}"
         assert all(len(set(r[r >= 0].tolist())) == int((r >= 0).sum()) for r in got)
-        full, _ = self.index.search(q, k, tenant, {"nprobe": 10**6, "ef": 10**6})
+        full, _ = self.index.search(q, k, tenant, {"nprobe": 10**6, "ef": 10**6, "graph_ef": 10**4})
         want, _ = _exact(self.x, held, q, k, self.metric)
         np.testing.assert_array_equal(full, want)
 

@@ -136,3 +136,51 @@ def test_build_with_the_c_beam_matches_the_numba_build(metric: str) -> None:
     same = [set(a["links0"][i, : a["counts0"][i]]) == set(b["links0"][i, : b["counts0"][i]]) for i in range(1500)]
     assert np.mean(same) >= 0.95, f"only {np.mean(same):.2f} of the layer-0 rows agree"
     np.testing.assert_array_equal(a["levels"], b["levels"])
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_row_map_walks_a_graph_over_rows_of_a_shared_matrix(level: str, metric: str) -> None:
+    """A graph over some rows of a shared matrix, walked through row_of (and row_scale = 1/|x| for
+    cosine on raw rows), answers as the same graph over a gathered copy of those rows."""
+    rng = np.random.default_rng(17)
+    shared = rng.normal(scale=2.0, size=(4_000, D)).astype(np.float32)
+    rows = np.sort(rng.choice(4_000, 1_200, replace=False))
+    q = rng.normal(scale=2.0, size=(NQ, D)).astype(np.float32)
+    index = HNSWIndex.build(np.ascontiguousarray(shared[rows]), metric, HNSW(m=8, ef_construction=64))
+    g = index._g
+    scale = (1.0 / np.linalg.norm(shared[rows], axis=1)).astype(np.float32) if metric == "cosine" else None
+    mapped = native.HnswSearcher(shared, g.links0, g.counts0, g.up_off, g.links_up, g.counts_up, g.entry,
+                                 g.max_level, g.n, metric, rows.astype(np.int32), scale)
+    ids = np.arange(4_000, dtype=np.int64) + 10**6
+    allowed = rng.random(1_200) < 0.5
+    for mask in (None, allowed):
+        ref = [index.search_one(q[i], K, 40, None, mask) for i in range(NQ)]
+        got = [mapped(q[i], K, 40, ids, mask) for i in range(NQ)]
+        ref_rows = np.vstack([rows[r[0][0]] + 10**6 for r in ref])
+        got_rows = np.vstack([r[0][0] for r in got])
+        if mask is not None:
+            assert allowed[np.searchsorted(rows, got_rows - 10**6)].all()
+        if metric == "cosine":  # the same ranking, up to float32 rounding of -dot/|x| vs -dot of unit rows
+            _assert_same((got_rows, np.vstack([r[1][0] for r in got])), (ref_rows, np.vstack([r[1][0] for r in ref])))
+        else:  # the same rows read in the same order: the same walk, bit for bit
+            np.testing.assert_array_equal(got_rows, ref_rows)
+            np.testing.assert_array_equal(np.vstack([r[1][0] for r in got]), np.vstack([r[1][0] for r in ref]))
+
+
+def test_row_map_is_checked() -> None:
+    rng = np.random.default_rng(2)
+    shared = rng.normal(size=(50, D)).astype(np.float32)
+    index = HNSWIndex.build(np.ascontiguousarray(shared[:20]), "l2", HNSW(m=4, ef_construction=16))
+    g = index._g
+    args = (shared, g.links0, g.counts0, g.up_off, g.links_up, g.counts_up, g.entry, g.max_level, g.n, "l2")
+    with pytest.raises(ValueError, match="not a row of rows"):
+        native.HnswSearcher(*args, np.arange(20, dtype=np.int32) + 40)
+    with pytest.raises(ValueError, match="do not cover"):
+        native.HnswSearcher(*args, np.arange(10, dtype=np.int32))
+    with pytest.raises(ValueError, match="needs row_of"):
+        native.HnswSearcher(*args, None, np.ones(20, np.float32))
+    searcher = native.HnswSearcher(*args, np.arange(20, dtype=np.int32) * 2)
+    with pytest.raises(TypeError, match="at least 50 ids"):  # ids map rows of the shared matrix
+        searcher(shared[0], 3, 16, np.arange(20, dtype=np.int64), None)
+    found, _, filled = searcher(shared[6], 3, 16, None, None)
+    assert filled == 3 and found[0, 0] == 6  # node 3 is row 6, its own nearest

@@ -45,7 +45,8 @@ INDEX_CLASSES = {
 # Rows sampled from the collection to train a quantizer.
 TRAIN_SAMPLE = 100_000
 # Build knobs of the per-segment tenant index (vecdb.index.tenant.DEFAULTS; docs/tenants.md).
-TENANT_INDEX_CONFIG: dict[str, int] = {"branching": 16, "leaf_size": 128, "exact_threshold": 1024}
+TENANT_INDEX_CONFIG: dict[str, int] = {"branching": 16, "leaf_size": 128, "exact_threshold": 1024,
+                                       "graph_min_rows": 1024, "graph_budget_pct": 75}
 
 
 def index_class(kind: str) -> Any:

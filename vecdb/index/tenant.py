@@ -12,7 +12,11 @@ int32 and ``rows`` (r,) uint32, the tenant's row offsets grouped by leaf (``kern
 the layout). A search for tenant T descends only T's sub-tree, best-first by centroid distance, and
 scores only T's rows in the leaves it opens, so it can never return a row T does not hold: isolation
 is structural, not a filter applied afterwards. Tenants with at most ``exact_threshold`` rows are
-scanned exactly (cheaper than any descent at that size).
+scanned exactly (cheaper than any descent at that size). Tenants with more than ``graph_min_rows``
+rows get their own HNSW graph over their rows of the shared matrix (``index.tenant_graph``: links and
+a row map, no copy of the vectors), within a memory budget of ``graph_budget_pct`` graph nodes per
+100 segment rows, largest tenants first: the tree is weakest there (their top-10 is spread over many
+leaves), and a graph answers them as fast as a per-tenant index.
 
 Memory: centroids (nodes * d * 4 bytes, about n / leaf_size * d * 4), four int32 per node, one int32
 per row (its leaf), and per tenant 4 bytes per row it holds plus 8 bytes per node of its sub-tree
@@ -21,7 +25,9 @@ per row (its leaf), and per tenant 4 bytes per row it holds plus 8 bytes per nod
 Updates are per tenant: ``insert`` routes new rows down the tree (a leaf that outgrows
 ``split_factor * leaf_size`` rows is split by k-means into children), ``grant``/``revoke`` add or
 remove rows of one tenant, ``delete`` removes rows from every tenant; each rewrites only the arrays of
-the tenants it touches (O(rows of the tenant)), never the tree of the others.
+the tenants it touches (O(rows of the tenant)), never the tree of the others. A tenant's graph masks
+the rows it lost and scans the rows it gained exactly, until that drift passes a quarter of the
+graph and the graph is rebuilt.
 """
 
 from __future__ import annotations
@@ -34,22 +40,33 @@ import numpy as np
 from vecdb import kernels
 from vecdb.index.balanced import train_kmeans
 from vecdb.index.ivf import as_rows, check_mask, positive_int, unit_rows
+from vecdb.index.tenant_graph import GRAPH_ARRAYS, TenantGraph
 from vecdb.kernels import tenant as tk
 from vecdb.kernels.selection import finish_heap
 from vecdb.quant.kmeans import assign
 from vecdb.types import METRIC_CODES, check_metric
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 DEFAULTS: dict[str, Any] = {
     "branching": 16,  # children per split: 16 keeps the tree 3-4 levels deep at 10^5 rows
     "leaf_size": 128,  # rows per leaf at build time, at most: centroids cost d * 4 / leaf_size bytes a row
     "split_factor": 4,  # a leaf grown by inserts past split_factor * leaf_size rows is split
     "exact_threshold": 1024,  # tenants with at most this many rows are scanned exactly
+    "graph_min_rows": 1024,  # tenants with more rows get their own graph (within the budget)
+    # graph nodes of all tenants per 100 segment rows, at most: ~150 bytes a node at m 16, so 75
+    # keeps the graphs under ~110 bytes a segment row (a shared HNSW graph costs ~140)
+    "graph_budget_pct": 75,
+    "graph_m": 16,
+    "graph_ef_construction": 100,
     "seed": 0,
 }
 DEFAULT_NPROBE = 8  # leaves a search opens at least
 DEFAULT_EF = 1024  # rows a search scores at least (raised to k): recall >= 0.99 up to 4k-row tenants on npm
 DEFAULT_BEAM = 16  # internal nodes expanded per tree level (at least nprobe)
+DEFAULT_GRAPH_EF = 64  # beam width of a tenant graph's walk (raised to k)
+# Under a filter, a graph tenant's allowed rows are scanned exactly when they are at most
+# ``exact_threshold`` or this share of its graph: a walk passes ~1/share nodes per allowed one kept.
+GRAPH_WALK_MIN_SHARE = 0.1
 # A tenant with at most this many times ``ef`` rows is scanned exactly: the descent scores ef rows
 # and then some, and pays for centroids and scattered leaves; on npm (384-d) an exact scan of 4,096
 # rows took 0.17 ms where the descent at ef 1024 took 0.3-0.5 ms (p50) at recall 0.99.
@@ -107,7 +124,9 @@ def parse_config(config: Mapping[str, Any] | None) -> dict[str, int]:
         raise ValueError(f"unknown tenant index options: {sorted(unknown)}")
     cfg.update(config or {})
     out = {name: int(cfg[name]) for name in DEFAULTS}
-    if out["branching"] < 2 or out["leaf_size"] < 1 or out["split_factor"] < 1 or out["exact_threshold"] < 0:
+    if (out["branching"] < 2 or out["leaf_size"] < 1 or out["split_factor"] < 1 or out["exact_threshold"] < 0
+            or out["graph_min_rows"] < 0 or out["graph_budget_pct"] < 0 or out["graph_m"] < 2
+            or out["graph_ef_construction"] < 1):
         raise ValueError(f"tenant index options out of range: {out}")
     return out
 
@@ -144,7 +163,8 @@ class TenantIndex:
     """A shared k-means tree over a segment's rows with one sub-tree per tenant.
 
     Query knobs (``params``): ``nprobe`` (leaves opened at least, default 8), ``ef`` (tenant rows
-    scored at least, default 1024; both are the recall knob), ``exact`` (True: scan the tenant's rows).
+    scored at least, default 1024; both are the tree's recall knob), ``graph_ef`` (beam width of a
+    tenant graph, default 64), ``exact`` (True: scan the tenant's rows).
     """
 
     kind: ClassVar[str] = "tenant"
@@ -166,6 +186,7 @@ class TenantIndex:
         self.names: list[str] = []
         self.ids: dict[str, int] = {}
         self.trees: list[_SubTree] = []
+        self.graphs: dict[int, TenantGraph] = {}  # tenant id -> its graph (big tenants only)
         self._code = METRIC_CODES[self.metric]
         self._route_code = METRIC_CODES["ip" if metric == "ip" else "l2"]
 
@@ -190,6 +211,7 @@ class TenantIndex:
         for t, name in enumerate(names):
             index._tenant_id(name)
             index._set_rows(t, rows_of[order[bounds[t]:bounds[t + 1]]])
+        index._build_graphs()
         return index
 
     # --- searching ---------------------------------------------------------------------------
@@ -217,9 +239,20 @@ class TenantIndex:
         out_d = np.full((nq, k), np.inf, dtype=np.float32)
         leaves = np.zeros(nq, dtype=np.int64)
         scored = np.zeros(nq, dtype=np.int64)
-        tree = self.trees[self.ids[tenant]] if tenant in self.ids else _EMPTY_TREE
+        tid = self.ids.get(tenant, -1)
+        tree = self.trees[tid] if tid >= 0 else _EMPTY_TREE
         rows = tree.rows.shape[0]
-        exact = bool(params.get("exact")) or rows <= max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * ef)
+        exact_rows = max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * ef)
+        tgraph = self.graphs.get(tid)
+        # a selective filter leaves few of a graph tenant's rows: scan those rather than walk past the rest
+        selective = tgraph is not None and filtered and self.count(tenant, mask) <= max(
+            self.cfg["exact_threshold"], GRAPH_WALK_MIN_SHARE * tgraph.size)
+        if tgraph is not None and not selective and not params.get("exact"):
+            found = self._graph_search(tgraph, qs, k, positive_int(params, "graph_ef", DEFAULT_GRAPH_EF),
+                                       mask if filtered else None)
+            if found is not None:
+                return found
+        exact = bool(params.get("exact")) or rows <= exact_rows or selective
         if exact and nq == 1 and not filtered:  # one query's scan in a single C call, when built
             found = kernels.topk_at_one(qs, self._vectors, tree.sorted_rows(), k, self.metric, None)
             if found is not None:
@@ -240,6 +273,25 @@ class TenantIndex:
         stats = {"plan": "tenant-exact" if exact else "tenant-tree", "leaves": leaves.tolist(),
                  "candidates_scored": scored.tolist()}
         return out_i, out_d, stats
+
+    def has_graph(self, tenant: str) -> bool:
+        """Whether ``tenant`` is searched through its own graph."""
+        return self.ids.get(tenant, -1) in self.graphs
+
+    def _graph_search(self, tgraph: TenantGraph, qs: np.ndarray, k: int, ef: int,
+                      mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+        """Each query on the tenant's graph, or None when the C walk is not available."""
+        nq = qs.shape[0]
+        out_i = np.empty((nq, k), dtype=np.int64)
+        out_d = np.empty((nq, k), dtype=np.float32)
+        for t in range(nq):
+            found = tgraph.search_one(self._vectors, qs[t], int(k), int(ef), mask)
+            if found is None:
+                return None
+            out_i[t], out_d[t] = found
+        # the C walk does not count the rows it scores: the beam width is what bounds them
+        return out_i, out_d, {"plan": "tenant-graph", "leaves": [0] * nq, "candidates_scored": [-1] * nq,
+                              "ef": int(ef)}
 
     # --- tenants and updates -----------------------------------------------------------------
 
@@ -321,8 +373,9 @@ class TenantIndex:
     # --- memory ------------------------------------------------------------------------------
 
     def memory_by_tenant(self) -> dict[str, int]:
-        """Bytes of each tenant's sub-tree arrays (the shared tree is in ``nbytes`` only)."""
-        return {name: self.trees[t].nbytes for t, name in enumerate(self.names)}
+        """Bytes of each tenant's sub-tree arrays and graph (the shared tree is in ``nbytes`` only)."""
+        return {name: self.trees[t].nbytes + (self.graphs[t].nbytes if t in self.graphs else 0)
+                for t, name in enumerate(self.names)}
 
     @property
     def shared_nbytes(self) -> int:
@@ -334,7 +387,8 @@ class TenantIndex:
     def nbytes(self) -> int:
         """Everything beyond the segment's vectors: the shared tree, every sub-tree, inserted vectors."""
         inserted = (self.n - self._segment_rows) * self.dim * 4
-        return self.shared_nbytes + sum(t.nbytes for t in self.trees) + int(inserted)
+        graphs = sum(g.nbytes for g in self.graphs.values())
+        return self.shared_nbytes + sum(t.nbytes for t in self.trees) + graphs + int(inserted)
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -351,7 +405,7 @@ class TenantIndex:
                 "config": dict(self.cfg), "tenants": list(self.names)}
         arrays = {"centroids": self.centroids, "parent": self.parent, "first_child": self.first_child,
                   "n_children": self.n_children, "row_leaf": self.row_leaf, "tenant_start": tenant_start,
-                  "tenant_rows": rows}
+                  "tenant_rows": rows, **self._graph_arrays()}
         return meta, arrays
 
     @classmethod
@@ -382,6 +436,7 @@ class TenantIndex:
         for t, name in enumerate(names):
             index._tenant_id(name)
             index._set_rows(t, rows[start[t]:start[t + 1]])
+        index._load_graphs(arrays, vectors)
         return index
 
     # --- internals ---------------------------------------------------------------------------
@@ -398,7 +453,84 @@ class TenantIndex:
 
     def _set_rows(self, t: int, rows: np.ndarray) -> None:
         """Replace tenant ``t``'s rows by ``rows`` (int64, any order, duplicates dropped)."""
-        self.trees[t] = _sub_tree(np.unique(rows), self.row_leaf, self.parent)
+        rows = np.unique(rows)
+        self.trees[t] = _sub_tree(rows, self.row_leaf, self.parent)
+        tgraph = self.graphs.get(t)
+        if tgraph is not None:
+            tgraph.sync(rows)
+            if tgraph.needs_rebuild():
+                del self.graphs[t]
+                if rows.shape[0] > self.cfg["graph_min_rows"]:
+                    self.graphs[t] = self._new_graph(t, rows)
+
+    # --- tenant graphs -----------------------------------------------------------------------
+
+    def _new_graph(self, t: int, rows: np.ndarray) -> TenantGraph:
+        cfg = self.cfg
+        return TenantGraph.build(self._vectors, rows, self.metric, cfg["graph_m"], cfg["graph_ef_construction"],
+                                 cfg["seed"] + t)
+
+    def _build_graphs(self) -> None:
+        """A graph for each tenant above ``graph_min_rows`` rows, largest first, while the nodes of
+        all graphs stay within ``graph_budget_pct`` per 100 segment rows."""
+        budget = self.cfg["graph_budget_pct"] * self.n // 100
+        sizes = [(tree.rows.shape[0], t) for t, tree in enumerate(self.trees)
+                 if tree.rows.shape[0] > self.cfg["graph_min_rows"]]
+        for size, t in sorted(sizes, reverse=True):
+            if size <= budget:
+                self.graphs[t] = self._new_graph(t, np.sort(self.trees[t].rows.astype(np.int64)))
+                budget -= size
+
+    def _graph_arrays(self) -> dict[str, np.ndarray]:
+        """Every graph's arrays concatenated, CSR by graph (``graph_tenants`` in that order)."""
+        order = sorted(self.graphs)
+        graphs = [self.graphs[t] for t in order]
+        m = self.cfg["graph_m"]
+        out: dict[str, np.ndarray] = {
+            "graph_tenants": np.array(order, dtype=np.int64),
+            "graph_entry": np.array([g.entry for g in graphs], dtype=np.int64),
+            "graph_max_level": np.array([g.max_level for g in graphs], dtype=np.int64),
+            "graph_nodes": np.concatenate([g.nodes for g in graphs]) if graphs else _EMPTY_I32,
+            "graph_size": np.array([g.size for g in graphs], dtype=np.int64),
+            "graph_up_rows": np.array([g.arrays["links_up"].shape[0] for g in graphs], dtype=np.int64),
+        }
+        empty = {"links0": np.zeros((0, 2 * m), np.int32), "counts0": _EMPTY_I32, "levels": np.zeros(0, np.int8),
+                 "up_off": _EMPTY_I32, "links_up": np.zeros((0, m), np.int32), "counts_up": _EMPTY_I32}
+        for name in GRAPH_ARRAYS:
+            out[f"graph_{name}"] = np.concatenate([g.arrays[name] for g in graphs]) if graphs else empty[name]
+        return out
+
+    def _load_graphs(self, arrays: Mapping[str, np.ndarray], vectors: np.ndarray) -> None:
+        """The graphs of ``to_arrays``, checked, then synced with the tenants' rows."""
+        try:
+            a = {key: np.asarray(arrays[key]) for key in ("graph_tenants", "graph_entry", "graph_max_level",
+                                                           "graph_nodes", "graph_size", "graph_up_rows")}
+            parts = {name: np.asarray(arrays[f"graph_{name}"]) for name in GRAPH_ARRAYS}
+        except KeyError as exc:
+            raise ValueError(f"tenant index graph arrays incomplete: {exc!r}") from None
+        tenants = a["graph_tenants"]
+        count = tenants.shape[0]
+        if any(a[key].shape != (count,) for key in ("graph_entry", "graph_max_level", "graph_size", "graph_up_rows")):
+            raise ValueError("tenant index graph tables disagree in length")
+        if count and (tenants.min() < 0 or tenants.max() >= len(self.names) or np.unique(tenants).size != count):
+            raise ValueError("tenant index graphs name unknown or repeated tenants")
+        node_at = up_at = 0
+        for g, t in enumerate(tenants.tolist()):
+            size, up = int(a["graph_size"][g]), int(a["graph_up_rows"][g])
+            nodes = a["graph_nodes"][node_at:node_at + size]
+            if size < 1 or up < 0 or nodes.shape[0] != size:
+                raise ValueError("tenant index graph sizes exceed their arrays")
+            piece = {name: parts[name][node_at:node_at + size] for name in ("links0", "counts0", "levels", "up_off")}
+            piece["links_up"] = parts["links_up"][up_at:up_at + up]
+            piece["counts_up"] = parts["counts_up"][up_at:up_at + up]
+            tgraph = TenantGraph.from_arrays(self.metric, np.ascontiguousarray(nodes), piece,
+                                             int(a["graph_entry"][g]), int(a["graph_max_level"][g]), vectors)
+            tgraph.sync(np.sort(self.trees[t].rows.astype(np.int64)))
+            self.graphs[t] = tgraph
+            node_at += size
+            up_at += up
+        if node_at != a["graph_nodes"].shape[0] or up_at != parts["links_up"].shape[0]:
+            raise ValueError("tenant index graph arrays hold more than their graphs")
 
     def _checked_offsets(self, offsets: np.ndarray) -> np.ndarray:
         rows = np.unique(np.asarray(offsets, dtype=np.int64).reshape(-1))

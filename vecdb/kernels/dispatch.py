@@ -478,14 +478,17 @@ def merge_topk(ids: list[np.ndarray], dists: list[np.ndarray], k: int) -> tuple[
 
 def hnsw_searcher(rows: np.ndarray, links0: np.ndarray, counts0: np.ndarray, up_off: np.ndarray,
                   links_up: np.ndarray, counts_up: np.ndarray, entry: int, max_level: int, n: int,
-                  metric: str) -> Any | None:
+                  metric: str, row_of: np.ndarray | None = None, row_scale: np.ndarray | None = None) -> Any | None:
     """The C one-query HNSW searcher over these graph arrays (``vecdb._native.HnswSearcher``: the
     query checks, traversal, top-k and result arrays in one call), or None without the C module,
-    whose queries all take the numba path."""
+    whose queries all take the numba path. ``row_of`` (n,) int32 makes node i row ``row_of[i]`` of
+    ``rows`` (a graph over some rows of a shared matrix; results are rows), ``row_scale`` (n,)
+    float32 multiplies node i's distance (1/|x| for cosine over raw rows)."""
     native = state().native
     if native is None or not hasattr(native, "HnswSearcher"):
         return None
-    return native.HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric)
+    return native.HnswSearcher(rows, links0, counts0, up_off, links_up, counts_up, entry, max_level, n, metric,
+                               row_of, row_scale)
 
 
 def topk_at_one(query: Any, rows: np.ndarray, offsets: np.ndarray, k: Any, metric: str,

@@ -370,7 +370,7 @@ def native_traverse(native, q, w, data, dmode, links0, counts0, up_off, links_up
         ci = np.empty(cap, np.int32)
         rsz = call_native(native, (q, w, data, q.shape[0], cmode, links0, counts0, links0.shape[1], up_off,
                                    links_up, counts_up, links_up.shape[1], entry, max_level, n_limit, ef,
-                                   allowed, n_allowed, visited, tag, res_d, res_i, cd, ci, cap, todo))
+                                   allowed, n_allowed, visited, tag, res_d, res_i, cd, ci, cap, todo, 0, 0))
         if rsz >= 0:
             return res_d, res_i, rsz
         tag = next_tag(visited, epoch)

@@ -67,6 +67,7 @@ DEFAULT_GRAPH_EF = 64  # beam width of a tenant graph's walk (raised to k)
 # Under a filter, a graph tenant's allowed rows are scanned exactly when they are at most
 # ``exact_threshold`` or this share of its graph: a walk passes ~1/share nodes per allowed one kept.
 GRAPH_WALK_MIN_SHARE = 0.1
+_GRAPH_KNOBS = frozenset({"graph_ef"})
 # A tenant with at most this many times ``ef`` rows is scanned exactly: the descent scores ef rows
 # and then some, and pays for centroids and scattered leaves; on npm (384-d) an exact scan of 4,096
 # rows took 0.17 ms where the descent at ef 1024 took 0.3-0.5 ms (p50) at recall 0.99.
@@ -227,18 +228,23 @@ class TenantIndex:
                           allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """``search`` plus per-query statistics: plan, leaves opened and rows scored."""
         params = params or {}
+        if allowed is None and params.keys() <= _GRAPH_KNOBS and type(queries) is np.ndarray and queries.ndim == 2:
+            # one query of a graph tenant: a single C call checks the query, k and the beam and walks
+            # (None for anything it does not take: the general path below then validates and explains)
+            tgraph = self.graphs.get(self.ids.get(tenant, -1))
+            found = None if tgraph is None else tgraph.search_one(
+                self._vectors, queries, k, params.get("graph_ef", DEFAULT_GRAPH_EF), None)
+            if found is not None:
+                return found[0], found[1], {"plan": "tenant-graph", "leaves": [0], "candidates_scored": [-1],
+                                            "ef": params.get("graph_ef", DEFAULT_GRAPH_EF)}
         qs = as_rows(queries, self.dim)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         nprobe = positive_int(params, "nprobe", DEFAULT_NPROBE)
         ef = max(positive_int(params, "ef", DEFAULT_EF), k)
         beam = positive_int(params, "beam", DEFAULT_BEAM)
+        graph_ef = positive_int(params, "graph_ef", DEFAULT_GRAPH_EF)
         mask, filtered = check_mask(allowed)
-        nq = qs.shape[0]
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_d = np.full((nq, k), np.inf, dtype=np.float32)
-        leaves = np.zeros(nq, dtype=np.int64)
-        scored = np.zeros(nq, dtype=np.int64)
         tid = self.ids.get(tenant, -1)
         tree = self.trees[tid] if tid >= 0 else _EMPTY_TREE
         rows = tree.rows.shape[0]
@@ -248,11 +254,15 @@ class TenantIndex:
         selective = tgraph is not None and filtered and self.count(tenant, mask) <= max(
             self.cfg["exact_threshold"], GRAPH_WALK_MIN_SHARE * tgraph.size)
         if tgraph is not None and not selective and not params.get("exact"):
-            found = self._graph_search(tgraph, qs, k, positive_int(params, "graph_ef", DEFAULT_GRAPH_EF),
-                                       mask if filtered else None)
+            found = self._graph_search(tgraph, qs, int(k), graph_ef, mask if filtered else None)
             if found is not None:
                 return found
         exact = bool(params.get("exact")) or rows <= exact_rows or selective
+        nq = qs.shape[0]
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        out_d = np.full((nq, k), np.inf, dtype=np.float32)
+        leaves = np.zeros(nq, dtype=np.int64)
+        scored = np.zeros(nq, dtype=np.int64)
         if exact and nq == 1 and not filtered:  # one query's scan in a single C call, when built
             found = kernels.topk_at_one(qs, self._vectors, tree.sorted_rows(), k, self.metric, None)
             if found is not None:
@@ -282,16 +292,15 @@ class TenantIndex:
                       mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
         """Each query on the tenant's graph, or None when the C walk is not available."""
         nq = qs.shape[0]
-        out_i = np.empty((nq, k), dtype=np.int64)
-        out_d = np.empty((nq, k), dtype=np.float32)
+        parts = []
         for t in range(nq):
-            found = tgraph.search_one(self._vectors, qs[t], int(k), int(ef), mask)
+            found = tgraph.search_one(self._vectors, qs[t], k, ef, mask)
             if found is None:
                 return None
-            out_i[t], out_d[t] = found
+            parts.append(found)
+        out_i, out_d = (parts[0] if nq == 1 else (np.vstack([f[0] for f in parts]), np.vstack([f[1] for f in parts])))
         # the C walk does not count the rows it scores: the beam width is what bounds them
-        return out_i, out_d, {"plan": "tenant-graph", "leaves": [0] * nq, "candidates_scored": [-1] * nq,
-                              "ef": int(ef)}
+        return out_i, out_d, {"plan": "tenant-graph", "leaves": [0] * nq, "candidates_scored": [-1] * nq, "ef": ef}
 
     # --- tenants and updates -----------------------------------------------------------------
 

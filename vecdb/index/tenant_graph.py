@@ -85,9 +85,10 @@ class TenantGraph:
 
     def search_one(self, vectors: np.ndarray, query: np.ndarray, k: int, ef: int,
                    allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """One query (d,) float32 -> (rows (k,) int64 padded -1, distances (k,) float32 padded +inf)
-        among the tenant's rows (and ``allowed`` (n,) bool rows when given), or None when the C
-        module is missing or does not take the query (the caller then uses another path)."""
+        """One query, (d,) or (1, d) float32 -> (rows (1, k) int64 padded -1, distances (1, k) float32
+        padded +inf) among the tenant's rows (and ``allowed`` (n,) bool rows when given), or None
+        when the C module is missing or does not take the query, k or ef (not a finite float32
+        C-contiguous query, not ints in range: the caller then uses another path)."""
         searcher = self._searcher_for(vectors)
         if searcher is None:
             return None
@@ -97,13 +98,13 @@ class TenantGraph:
             local = np.zeros(self.size, dtype=np.bool_)
             local[inside] = allowed[self.nodes[inside]]
             mask = local if mask is None else local & mask
-        found = searcher(query, k, max(ef, k), None, mask)
+        found = searcher(query, k, ef, None, mask)  # the searcher raises ef to k
         if found is None:
             return None
-        rows, dists = found[0][0], found[1][0]
         if self.extra.shape[0]:
-            rows, dists = self._merge_extra(vectors, query, k, allowed, rows, dists)
-        return rows, dists
+            rows, dists = self._merge_extra(vectors, query.reshape(-1), k, allowed, found[0][0], found[1][0])
+            return rows[None, :], dists[None, :]
+        return found[0], found[1]
 
     @property
     def nbytes(self) -> int:
@@ -142,13 +143,14 @@ class TenantGraph:
         """The C searcher over ``vectors``, made once (the matrix of an index never changes
         identity while a graph lives: inserts rebuild graphs, see TenantIndex._grow_vectors)."""
         cached = self._searcher
-        if cached is not None and cached[0] is vectors and cached[1] is dispatch.state():
+        backends = dispatch.state()
+        if cached is not None and cached[0] is vectors and cached[1] is backends:
             return cached[2]
         a = self.arrays
         searcher = dispatch.hnsw_searcher(vectors, a["links0"], a["counts0"], a["up_off"], a["links_up"],
                                           a["counts_up"], self.entry, self.max_level, self.size, self.metric,
                                           self.nodes, self.scale)
-        self._searcher = (vectors, dispatch.state(), searcher)
+        self._searcher = (vectors, backends, searcher)
         return searcher
 
     def _merge_extra(self, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None,

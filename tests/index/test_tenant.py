@@ -297,21 +297,25 @@ def test_big_tenants_get_graphs_within_the_budget_largest_first(metric: str) -> 
 
 
 def test_one_query_single_call_path_answers_as_the_general_path() -> None:
+    """A graph tenant's walk and a small tenant's scan, each one C call, against the general path."""
     index, x, rt = _graph_index("cosine")
     tenant = next(t for t in TENANTS if index.has_graph(t))
+    small = next(t for t in TENANTS if not index.has_graph(t))
     q = np.random.default_rng(8).standard_normal((5, 12)).astype(np.float32)
-    for i in range(5):
-        fast = index.search_with_stats(q[i : i + 1], 10, tenant, {"graph_ef": 40})
-        general = index.search_with_stats(q[i : i + 1], 10, tenant, {"graph_ef": 40, "nprobe": 8})  # not taken
-        assert fast[2]["plan"] == general[2]["plan"] == "tenant-graph"
-        np.testing.assert_array_equal(fast[0], general[0])
-        np.testing.assert_array_equal(fast[1], general[1])
-        np.testing.assert_array_equal(index.search(q[i : i + 1], np.int64(10), tenant)[0], fast[0])
+    for name, plan in ((tenant, "tenant-graph"), (small, "tenant-exact")):
+        for i in range(5):
+            fast = index.search_with_stats(q[i : i + 1], 10, name, {"graph_ef": 40})
+            general = index.search_with_stats(q[i : i + 1], 10, name, {"graph_ef": 40, "nprobe": 8})  # not taken
+            assert fast[2]["plan"] == general[2]["plan"] == plan
+            np.testing.assert_array_equal(fast[0], general[0])
+            np.testing.assert_array_equal(fast[1], general[1])
+            np.testing.assert_array_equal(index.search(q[i : i + 1], np.int64(10), name)[0], fast[0])
     bad = q[:1].copy()
     bad[0, 3] = np.nan
     for query, k, params in ((q[0], 10, {}), (bad, 10, {}), (q[:1], 0, {}), (q[:1], 10, {"graph_ef": 0})):
-        with pytest.raises(ValueError):
-            index.search(query, k, tenant, params)
+        for name in (tenant, small):
+            with pytest.raises(ValueError):
+                index.search(query, k, name, params)
 
 
 def test_a_graph_tenant_scans_a_selective_filter_and_walks_a_wide_one() -> None:

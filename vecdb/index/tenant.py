@@ -229,14 +229,9 @@ class TenantIndex:
         """``search`` plus per-query statistics: plan, leaves opened and rows scored."""
         params = params or {}
         if allowed is None and params.keys() <= _GRAPH_KNOBS and type(queries) is np.ndarray and queries.ndim == 2:
-            # one query of a graph tenant: a single C call checks the query, k and the beam and walks
-            # (None for anything it does not take: the general path below then validates and explains)
-            tgraph = self.graphs.get(self.ids.get(tenant, -1))
-            found = None if tgraph is None else tgraph.search_one(
-                self._vectors, queries, k, params.get("graph_ef", DEFAULT_GRAPH_EF), None)
+            found = self._search_one(queries, k, tenant, params.get("graph_ef", DEFAULT_GRAPH_EF))
             if found is not None:
-                return found[0], found[1], {"plan": "tenant-graph", "leaves": [0], "candidates_scored": [-1],
-                                            "ef": params.get("graph_ef", DEFAULT_GRAPH_EF)}
+                return found
         qs = as_rows(queries, self.dim)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -283,6 +278,28 @@ class TenantIndex:
         stats = {"plan": "tenant-exact" if exact else "tenant-tree", "leaves": leaves.tolist(),
                  "candidates_scored": scored.tolist()}
         return out_i, out_d, stats
+
+    def _search_one(self, query: np.ndarray, k: Any, tenant: str,
+                    graph_ef: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+        """One unfiltered query at the default tree budget in a single C call: the walk of the
+        tenant's graph, or the exact scan of a tenant small enough for one. The C call checks the
+        query, k and the beam; None for anything it does not take (or an unknown tenant): the
+        general path then validates and explains."""
+        tid = self.ids.get(tenant, -1)
+        tgraph = self.graphs.get(tid)
+        if tgraph is not None:
+            found = tgraph.search_one(self._vectors, query, k, graph_ef, None)
+            return None if found is None else (found[0], found[1], {
+                "plan": "tenant-graph", "leaves": [0], "candidates_scored": [-1], "ef": graph_ef})
+        if tid < 0 or type(graph_ef) is not int or graph_ef < 1:  # a bad beam is refused by name below
+            return None
+        tree = self.trees[tid]
+        rows = tree.rows.shape[0]
+        if rows > max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * DEFAULT_EF):
+            return None
+        found = kernels.topk_at_one(query, self._vectors, tree.sorted_rows(), k, self.metric, None)
+        return None if found is None else (found[0], found[1], {
+            "plan": "tenant-exact", "leaves": [0], "candidates_scored": [rows]})
 
     def has_graph(self, tenant: str) -> bool:
         """Whether ``tenant`` is searched through its own graph."""

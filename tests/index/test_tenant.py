@@ -298,7 +298,7 @@ def test_big_tenants_get_graphs_within_the_budget_largest_first(metric: str) -> 
 
 def test_one_query_single_call_path_answers_as_the_general_path() -> None:
     """A graph tenant's walk and a small tenant's scan, each one C call, against the general path."""
-    index, x, rt = _graph_index("cosine")
+    index, _, _ = _graph_index("cosine")
     tenant = next(t for t in TENANTS if index.has_graph(t))
     small = next(t for t in TENANTS if not index.has_graph(t))
     q = np.random.default_rng(8).standard_normal((5, 12)).astype(np.float32)
@@ -363,7 +363,7 @@ def test_a_graph_follows_revokes_deletes_grants_and_inserts_then_is_rebuilt() ->
 
 
 def test_graphs_round_trip_and_a_corrupt_graph_is_refused() -> None:
-    index, x, rt = _graph_index("cosine")
+    index, x, _ = _graph_index("cosine")
     tenant = next(t for t in TENANTS if index.has_graph(t))
     index.revoke(index.rows_of(tenant)[:7], tenant)
     meta, arrays = index.to_arrays()

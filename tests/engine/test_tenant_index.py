@@ -229,3 +229,28 @@ def test_the_tenant_clause_is_compiled_only_where_a_segment_needs_it(tree_collec
     with pytest.raises(vecdb.InvalidArgument, match="reserved"):
         col.search(x[:1], k=K, tenant="mid", filter="a < :vecdb_internal_tenant",
                    filter_params={"vecdb_internal_tenant": 3})
+
+
+def test_one_tenant_query_single_call_answers_as_the_general_path(collection, tree_collection, data):
+    """tenant= on a one-segment collection: the single C call (graph walk or small tenant's scan)
+    gives the general path's ids, distances and stats, and declines what it does not take."""
+    x, _, tenants = data
+    q = np.random.default_rng(9).standard_normal((6, DIM)).astype(np.float32)
+    for (_db, col), tenant, plan in (((collection), "big", "tenant-graph"), ((collection), "s3", "tenant-exact"),
+                                     ((tree_collection), "s3", "tenant-exact")):
+        for i in range(6):
+            for params in (None, {"ef": 40}):
+                fast = col.search(q[i : i + 1], k=K, tenant=tenant, params=params)
+                general = col.search(q[i : i + 1], k=K, tenant=tenant, params=params, include=[])  # not taken
+                assert fast.stats == general.stats and fast.stats["plans"] == [plan]
+                np.testing.assert_array_equal(fast.ids, general.ids)
+                np.testing.assert_array_equal(fast.distances, general.distances)
+                owned = [j for j, ts in enumerate(tenants) if tenant in ts]
+                assert np.isin(fast.ids[fast.ids >= 0], owned).all()
+    _db, col = collection
+    assert (col.search(q[:1], k=K, tenant="nobody").ids == -1).all()
+    for bad in ({"tenant": ""}, {"tenant": "big", "params": {"ef": 0}}, {"tenant": "big", "k": 0}):
+        with pytest.raises(vecdb.InvalidArgument):
+            col.search(q[:1], **{"k": K, **bad})
+    with pytest.raises(vecdb.InvalidArgument):
+        col.search(q[:1] * np.nan, k=K, tenant="big")

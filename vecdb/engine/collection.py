@@ -25,6 +25,7 @@ from vecdb.engine.search import (
     gather_rows,
     search_sole_filtered_one,
     search_sole_one,
+    search_sole_tenant_one,
     search_state,
 )
 from vecdb.engine.segments import SealedSegment
@@ -310,6 +311,11 @@ class Collection:
                 compiled = self._cached_filter(filter, filter_params)
                 found = None if compiled is None else search_sole_filtered_one(self.state(), queries, k, compiled,
                                                                                params)
+            if found is not None:
+                return found
+        elif tenant is not None and filter is None and self.multi_tenant and (
+                include is None or (type(include) is tuple and not include)):
+            found = search_sole_tenant_one(self.state(), queries, k, tenant, params)
             if found is not None:
                 return found
         q = validate.as_queries(queries, self.dim)

@@ -14,6 +14,7 @@ from vecdb.engine import planner, tenant_search, validate
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.tenant_search import TenantScope
 from vecdb.index.flat import exact_search
+from vecdb.index.tenant import DEFAULT_GRAPH_EF
 from vecdb.storage.memtable import MemSnapshot
 from vecdb.types import SearchResult
 
@@ -223,6 +224,40 @@ def search_sole_one(state: CollectionState, query: Any, k: Any, params: Any) -> 
     if filled < min(k, live):
         return None
     stats = {"plans": [index.kind], "matching_rows": live, "estimated_selectivity": live / state.total_rows,
+             "complete": True}
+    return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
+
+
+def search_sole_tenant_one(state: CollectionState, query: Any, k: Any, tenant: Any, params: Any
+                           ) -> SearchResult | None:
+    """One query confined to ``tenant`` (no filter or ``include``) on a collection whose rows all sit
+    in one segment, answered by the segment's tenant index in a single C call: the walk of the
+    tenant's own graph (``ef`` is its beam) or the exact scan of a small tenant. Only the tenant's
+    rows are read, as on the general path. None for anything else (a tenant routed to the shared
+    index, a big tenant without a graph, params beyond an int ``ef``, input the C call does not
+    take) or a short answer: the general path then validates, plans and answers."""
+    view = state.sole
+    if view is None or type(tenant) is not str:
+        return None
+    seg = view.segment
+    index = seg.tenant_index
+    ef: Any = DEFAULT_GRAPH_EF
+    if params:  # at most an int ef, checked as validation would
+        ef = params.get("ef") if type(params) is dict and len(params) == 1 else None
+        if type(ef) is not int or not 1 <= ef <= validate.MAX_SEARCH_PARAM:
+            return None
+    elif params is not None and type(params) is not dict:
+        return None
+    if index is None or not tenant_search.routed(seg, tenant):
+        return None
+    found = index.search_one(query, k, tenant, ef, seg.ids)
+    if found is None:
+        return None
+    ids, dists, filled, plan = found
+    matching = index.count(tenant)
+    if filled < min(k, matching):
+        return None
+    stats = {"plans": [plan], "matching_rows": matching, "estimated_selectivity": matching / state.total_rows,
              "complete": True}
     return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
 

@@ -229,9 +229,13 @@ class TenantIndex:
         """``search`` plus per-query statistics: plan, leaves opened and rows scored."""
         params = params or {}
         if allowed is None and params.keys() <= _GRAPH_KNOBS and type(queries) is np.ndarray and queries.ndim == 2:
-            found = self._search_one(queries, k, tenant, params.get("graph_ef", DEFAULT_GRAPH_EF))
+            graph_ef = params.get("graph_ef", DEFAULT_GRAPH_EF)
+            found = self.search_one(queries, k, tenant, graph_ef)
             if found is not None:
-                return found
+                stats = {"plan": found[3], "leaves": [0]}
+                stats.update({"candidates_scored": [-1], "ef": graph_ef} if found[3] == "tenant-graph" else
+                             {"candidates_scored": [self.trees[self.ids[tenant]].rows.shape[0]]})
+                return found[0], found[1], stats
         qs = as_rows(queries, self.dim)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -279,27 +283,26 @@ class TenantIndex:
                  "candidates_scored": scored.tolist()}
         return out_i, out_d, stats
 
-    def _search_one(self, query: np.ndarray, k: Any, tenant: str,
-                    graph_ef: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]] | None:
+    def search_one(self, query: Any, k: Any, tenant: str, graph_ef: Any,
+                   ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int, str] | None:
         """One unfiltered query at the default tree budget in a single C call: the walk of the
-        tenant's graph, or the exact scan of a tenant small enough for one. The C call checks the
-        query, k and the beam; None for anything it does not take (or an unknown tenant): the
-        general path then validates and explains."""
+        tenant's graph, or the exact scan of a tenant small enough for one -> (``ids[rows]``, or the
+        rows when ``ids`` is None, (1, k) int64 padded -1; distances (1, k) float32 padded +inf; how
+        many are filled; the plan). The C call checks the query ((d,) or (1, d) finite float32), k
+        and the beam; None for anything it does not take, an unknown tenant, or a big tenant without
+        a graph: ``search_with_stats`` then validates, explains and answers."""
         tid = self.ids.get(tenant, -1)
         tgraph = self.graphs.get(tid)
         if tgraph is not None:
-            found = tgraph.search_one(self._vectors, query, k, graph_ef, None)
-            return None if found is None else (found[0], found[1], {
-                "plan": "tenant-graph", "leaves": [0], "candidates_scored": [-1], "ef": graph_ef})
-        if tid < 0 or type(graph_ef) is not int or graph_ef < 1:  # a bad beam is refused by name below
+            found = tgraph.search_one(self._vectors, query, k, graph_ef, None, ids)
+            return None if found is None else (*found, "tenant-graph")
+        if tid < 0 or type(graph_ef) is not int or graph_ef < 1:  # a bad beam is refused by name there
             return None
         tree = self.trees[tid]
-        rows = tree.rows.shape[0]
-        if rows > max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * DEFAULT_EF):
+        if tree.rows.shape[0] > max(self.cfg["exact_threshold"], EXACT_EF_FACTOR * DEFAULT_EF):
             return None
-        found = kernels.topk_at_one(query, self._vectors, tree.sorted_rows(), k, self.metric, None)
-        return None if found is None else (found[0], found[1], {
-            "plan": "tenant-exact", "leaves": [0], "candidates_scored": [rows]})
+        found = kernels.topk_at_one(query, self._vectors, tree.sorted_rows(), k, self.metric, ids)
+        return None if found is None else (*found, "tenant-exact")
 
     def has_graph(self, tenant: str) -> bool:
         """Whether ``tenant`` is searched through its own graph."""
@@ -315,7 +318,7 @@ class TenantIndex:
             if found is None:
                 return None
             parts.append(found)
-        out_i, out_d = (parts[0] if nq == 1 else (np.vstack([f[0] for f in parts]), np.vstack([f[1] for f in parts])))
+        out_i, out_d = np.vstack([f[0] for f in parts]), np.vstack([f[1] for f in parts])
         # the C walk does not count the rows it scores: the beam width is what bounds them
         return out_i, out_d, {"plan": "tenant-graph", "leaves": [0] * nq, "candidates_scored": [-1] * nq, "ef": ef}
 

@@ -83,12 +83,13 @@ class TenantGraph:
         gained[~gained] = self.nodes[held[~gained]] != rows[~gained]
         self.extra = rows[gained]
 
-    def search_one(self, vectors: np.ndarray, query: np.ndarray, k: int, ef: int,
-                   allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-        """One query, (d,) or (1, d) float32 -> (rows (1, k) int64 padded -1, distances (1, k) float32
-        padded +inf) among the tenant's rows (and ``allowed`` (n,) bool rows when given), or None
-        when the C module is missing or does not take the query, k or ef (not a finite float32
-        C-contiguous query, not ints in range: the caller then uses another path)."""
+    def search_one(self, vectors: np.ndarray, query: Any, k: Any, ef: Any, allowed: np.ndarray | None,
+                   ids: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int] | None:
+        """One query, (d,) or (1, d) float32 -> (``ids[rows]``, or the rows when ``ids`` is None,
+        (1, k) int64 padded -1; distances (1, k) float32 padded +inf; how many are filled) among the
+        tenant's rows (and ``allowed`` (n,) bool rows when given), or None when the C module is
+        missing or does not take the query, k or ef (not a finite float32 C-contiguous query, not
+        ints in range: the caller then uses another path)."""
         searcher = self._searcher_for(vectors)
         if searcher is None:
             return None
@@ -98,13 +99,16 @@ class TenantGraph:
             local = np.zeros(self.size, dtype=np.bool_)
             local[inside] = allowed[self.nodes[inside]]
             mask = local if mask is None else local & mask
-        found = searcher(query, k, ef, None, mask)  # the searcher raises ef to k
+        if not self.extra.shape[0]:
+            return searcher(query, k, ef, ids, mask)  # the searcher raises ef to k
+        found = searcher(query, k, ef, None, mask)
         if found is None:
             return None
-        if self.extra.shape[0]:
-            rows, dists = self._merge_extra(vectors, query.reshape(-1), k, allowed, found[0][0], found[1][0])
-            return rows[None, :], dists[None, :]
-        return found[0], found[1]
+        rows, dists = self._merge_extra(vectors, query.reshape(-1), k, allowed, found[0][0], found[1][0])
+        filled = int(np.count_nonzero(rows >= 0))
+        if ids is not None:
+            rows[:filled] = ids[rows[:filled]]
+        return rows[None, :], dists[None, :], filled
 
     @property
     def nbytes(self) -> int:

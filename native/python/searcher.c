@@ -229,6 +229,22 @@ static int64_t small_int(PyObject *obj, int64_t limit) {
     return (overflow || v < 1 || v > limit) ? -1 : (int64_t)v;
 }
 
+/* The ids argument: None (*out = NULL) or a C-contiguous, aligned int64 array of at least `span`
+ * ids (*out = its data); -1 with TypeError otherwise. */
+static int ids_arg(PyObject *obj, int64_t span, const int64_t **out) {
+    *out = NULL;
+    if (obj == Py_None) return 0;
+    PyArrayObject *a = (PyArrayObject *)obj;
+    if (!PyArray_Check(obj) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 || !PyArray_IS_C_CONTIGUOUS(a) ||
+        !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < span) {
+        PyErr_Format(PyExc_TypeError, "ids must be None or a C-contiguous int64 array of at least %lld ids",
+                     (long long)span);
+        return -1;
+    }
+    *out = (const int64_t *)PyArray_DATA(a);
+    return 0;
+}
+
 #define MAX_K 10000
 #define MAX_EF 100000
 #define STACK_BYTES 16384
@@ -257,19 +273,9 @@ static PyObject *searcher_call(PyObject *callable, PyObject *const *args, size_t
     const float *q = query_data(self, args[0]);
     int64_t k = small_int(args[1], MAX_K), ef = small_int(args[2], MAX_EF);
     if (q == NULL || k < 0 || ef < 0) Py_RETURN_NONE;
-    const int64_t *ids = NULL;
+    const int64_t *ids;
     /* ids map what the walk returns: rows of `rows` through a row map, else nodes */
-    const int64_t id_span = self->row_of ? PyArray_DIM(self->rows, 0) : self->n;
-    if (args[3] != Py_None) {
-        PyArrayObject *a = (PyArrayObject *)args[3];
-        if (!PyArray_Check(args[3]) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 ||
-            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < id_span) {
-            PyErr_Format(PyExc_TypeError, "ids must be None or a C-contiguous int64 array of at least %lld ids",
-                         (long long)id_span);
-            return NULL;
-        }
-        ids = (const int64_t *)PyArray_DATA(a);
-    }
+    if (ids_arg(args[3], self->row_of ? PyArray_DIM(self->rows, 0) : self->n, &ids) < 0) return NULL;
     const uint8_t *allowed = NULL;
     int64_t n_allowed = -1;
     if (args[4] != Py_None) {
@@ -423,17 +429,8 @@ static PyObject *topk_at_one(PyObject *module, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     const int64_t n = PyArray_DIM(rows, 0), d = PyArray_DIM(rows, 1), m = PyArray_DIM(offs, 0);
-    const int64_t *ids = NULL;
-    if (args[5] != Py_None) {
-        PyArrayObject *a = (PyArrayObject *)args[5];
-        if (!PyArray_Check(args[5]) || PyArray_TYPE(a) != NPY_INT64 || PyArray_NDIM(a) != 1 ||
-            !PyArray_IS_C_CONTIGUOUS(a) || !PyArray_ISALIGNED(a) || PyArray_DIM(a, 0) < n) {
-            PyErr_Format(PyExc_TypeError, "ids must be None or a C-contiguous int64 array of at least %lld ids",
-                         (long long)n);
-            return NULL;
-        }
-        ids = (const int64_t *)PyArray_DATA(a);
-    }
+    const int64_t *ids;
+    if (ids_arg(args[5], n, &ids) < 0) return NULL;
     const int64_t *offsets = (const int64_t *)PyArray_DATA(offs);
     for (int64_t i = 0; i < m; i++)
         if (offsets[i] < 0 || offsets[i] >= n) {

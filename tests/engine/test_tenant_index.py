@@ -234,7 +234,7 @@ def test_the_tenant_clause_is_compiled_only_where_a_segment_needs_it(tree_collec
 def test_one_tenant_query_single_call_answers_as_the_general_path(collection, tree_collection, data):
     """tenant= on a one-segment collection: the single C call (graph walk or small tenant's scan)
     gives the general path's ids, distances and stats, and declines what it does not take."""
-    x, _, tenants = data
+    _, _, tenants = data
     q = np.random.default_rng(9).standard_normal((6, DIM)).astype(np.float32)
     for (_db, col), tenant, plan in (((collection), "big", "tenant-graph"), ((collection), "s3", "tenant-exact"),
                                      ((tree_collection), "s3", "tenant-exact")):

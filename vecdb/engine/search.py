@@ -228,6 +228,19 @@ def search_sole_one(state: CollectionState, query: Any, k: Any, params: Any) -> 
     return SearchResult(ids=ids, distances=dists, attributes=None, stats=stats)
 
 
+_DECLINED = object()
+
+
+def _single_call_ef(params: Any, default: Any) -> Any:
+    """The beam of params a single-call path takes: ``default`` for None or {}, the int of
+    {"ef": int in range}; ``_DECLINED`` for anything else (validation would change or reject it,
+    so the general path must see it)."""
+    if not params:
+        return default if params is None or type(params) is dict else _DECLINED
+    ef = params.get("ef") if type(params) is dict and len(params) == 1 else None
+    return ef if type(ef) is int and 1 <= ef <= validate.MAX_SEARCH_PARAM else _DECLINED
+
+
 def search_sole_tenant_one(state: CollectionState, query: Any, k: Any, tenant: Any, params: Any
                            ) -> SearchResult | None:
     """One query confined to ``tenant`` (no filter or ``include``) on a collection whose rows all sit
@@ -241,14 +254,8 @@ def search_sole_tenant_one(state: CollectionState, query: Any, k: Any, tenant: A
         return None
     seg = view.segment
     index = seg.tenant_index
-    ef: Any = DEFAULT_GRAPH_EF
-    if params:  # at most an int ef, checked as validation would
-        ef = params.get("ef") if type(params) is dict and len(params) == 1 else None
-        if type(ef) is not int or not 1 <= ef <= validate.MAX_SEARCH_PARAM:
-            return None
-    elif params is not None and type(params) is not dict:
-        return None
-    if index is None or not tenant_search.routed(seg, tenant):
+    ef = _single_call_ef(params, DEFAULT_GRAPH_EF)
+    if ef is _DECLINED or index is None or not tenant_search.routed(seg, tenant):
         return None
     found = index.search_one(query, k, tenant, ef, seg.ids)
     if found is None:
@@ -273,12 +280,8 @@ def search_sole_filtered_one(state: CollectionState, query: Any, k: Any, compile
     view = state.sole
     if view is None:
         return None
-    ef = None
-    if params:  # at most an int ef, checked as validation would
-        ef = params.get("ef") if type(params) is dict and len(params) == 1 else None
-        if type(ef) is not int or not 1 <= ef <= validate.MAX_SEARCH_PARAM:
-            return None
-    elif params is not None and type(params) is not dict:
+    ef = _single_call_ef(params, None)
+    if ef is _DECLINED:
         return None
     seg = view.segment
     hit = _filtered(view, compiled)

@@ -144,8 +144,8 @@ class TenantGraph:
     # --- internals ---------------------------------------------------------------------------
 
     def _searcher_for(self, vectors: np.ndarray) -> Any:
-        """The C searcher over ``vectors``, made once (the matrix of an index never changes
-        identity while a graph lives: inserts rebuild graphs, see TenantIndex._grow_vectors)."""
+        """The C searcher over ``vectors``, made once per matrix and kernel state (an insert that
+        grows the index's matrix replaces it, and so the searcher)."""
         cached = self._searcher
         backends = dispatch.state()
         if cached is not None and cached[0] is vectors and cached[1] is backends:

@@ -155,7 +155,8 @@ def bench_spann(x: np.ndarray, q: np.ndarray, gt: np.ndarray, metric: str, label
     common = dict(dataset=label, index="vecdb-spann", n=x.shape[0], dim=x.shape[1], build_s=build_s,
                   resident_bytes=index.resident_bytes, resident_pct_raw=100 * index.resident_bytes / raw,
                   disk_bytes=path.stat().st_size, replication=index.info["replication"], lists=index.n_lists,
-                  target_list_size=config.target_list_size, replicas=config.replicas, closure_eps=config.closure_eps)
+                  target_list_size=config.target_list_size, replicas=config.replicas, closure_eps=config.closure_eps,
+                  rng_factor=config.rng_factor)
     out = []
     for variant, (sweep, n_cold, extra) in sweeps.items():
         out += _sweep(index, path, arrays, q, gt, {**common, "variant": variant}, sweep, n_cold, extra)
@@ -275,6 +276,8 @@ def main() -> None:
     ap.add_argument("--cold-queries", type=int, default=100)
     ap.add_argument("--scale-n", type=int, default=1_000_000)
     ap.add_argument("--target-list-size", type=int, default=128)
+    ap.add_argument("--rng-factor", type=float, default=1.0, help="SPANN(rng_factor=...): 1.0 is the paper's rule")
+    ap.add_argument("--lists", default=",".join(map(str, SPANN_LISTS)), help="SPANN max_lists sweep")
     ap.add_argument("--ablation", default="glove", help="datasets that also run replication-off / pruning-off")
     ap.add_argument("--baselines", default="glove,npm,scale")
     ap.add_argument("--tag", default=time.strftime("%Y%m%d"))
@@ -309,18 +312,19 @@ def run_dataset(name: str, args: argparse.Namespace, workdir: Path) -> None:
     x, q, gt, metric, label = load(name, args.queries, args.scale_n)
     print(f"== {label}: {x.shape}", flush=True)
     tls = args.target_list_size
-    main_sweep = [(ml, eps) for ml in SPANN_LISTS for eps in SPANN_EPS]
+    lists = [int(v) for v in args.lists.split(",")]
+    main_sweep = [(ml, eps) for ml in lists for eps in SPANN_EPS]
     sweeps: dict[str, Any] = {"default": (main_sweep, args.cold_queries, {})}
     if args.prefetch_only:  # cold reads one list at a time vs all of a query's lists at once
-        one_eps = [(ml, 1.0) for ml in SPANN_LISTS]
+        one_eps = [(ml, 1.0) for ml in lists]
         sweeps = {"default": (one_eps, args.cold_queries, {}),
                   "prefetch (madvise WILLNEED)": (one_eps, args.cold_queries, {"prefetch": True})}
-        cfg = SPANN(target_list_size=tls, replicas=8, closure_eps=1.0)
+        cfg = SPANN(target_list_size=tls, replicas=8, closure_eps=1.0, rng_factor=args.rng_factor)
         bench_spann(x, q, gt, metric, label, cfg, sweeps, workdir)
         return
     if name in args.ablation.split(","):
-        sweeps["pruning off (eps=inf)"] = ([(ml, math.inf) for ml in SPANN_LISTS], 0, {})
-    cfg = SPANN(target_list_size=tls, replicas=8, closure_eps=1.0)
+        sweeps["pruning off (eps=inf)"] = ([(ml, math.inf) for ml in lists], 0, {})
+    cfg = SPANN(target_list_size=tls, replicas=8, closure_eps=1.0, rng_factor=args.rng_factor)
     bench_spann(x, q, gt, metric, label, cfg, sweeps, workdir)
     if name in args.ablation.split(","):
         off = SPANN(target_list_size=tls, replicas=1, closure_eps=1.0)

@@ -57,7 +57,10 @@ class SPANN:
     """Memory-disk hybrid: centroids in memory, balanced posting lists on disk (SPANN paper).
 
     replicas: a boundary vector goes to at most this many lists (RNG-pruned), closure_eps: the
-    (1+eps) distance ratio for replication. memory_budget_mb: refuse to build above it.
+    (1+eps) distance ratio for replication. rng_factor: a replica list c is pruned when a list the
+    row already joined has its centroid within rng_factor x d(row, c) of c's (1.0 is the paper's
+    RNG rule; in a few hundred dimensions it prunes nearly every replica, and 0.5 keeps the
+    boundary rows: docs/spann.md). memory_budget_mb: refuse to build above it.
     The defaults are the settings measured in docs/spann.md (about 1.3 copies per row on GloVe).
     Query knobs: params={"nprobe", "eps", "max_lists", "max_bytes", "prefetch", "rerank"}.
     """
@@ -66,6 +69,7 @@ class SPANN:
     replicas: int = 8
     closure_eps: float = 1.0
     memory_budget_mb: float | None = None
+    rng_factor: float = 1.0
     kind = "spann"
 
 

@@ -78,6 +78,30 @@ def test_replication_is_bounded_and_rng_pruned(data) -> None:
     assert members1.shape[0] == N
 
 
+def test_a_smaller_rng_factor_keeps_more_replicas_in_high_dimensions() -> None:
+    """In 256-d every other centroid is farther from a row than neighbouring centroids are from
+    each other, so the paper's rule (factor 1) prunes most replicas; 0.5 keeps boundary rows, and
+    the lists stay well formed (bounded, no row twice in a list, every row in its primary list)."""
+    rng = np.random.default_rng(4)
+    centers = rng.standard_normal((30, 256))
+    x = (centers[rng.integers(0, 30, 3000)] + rng.standard_normal((3000, 256))).astype(np.float32)
+    labels = balanced_clusters(x, TARGET, seed=1)
+    cents = centroids_of(x, labels, int(labels.max()) + 1)
+    copies = {}
+    for factor in (1.0, 0.5):
+        start, members = replicate(x, cents, labels, replicas=4, closure_eps=1.0, cap=2 * TARGET, metric="l2",
+                                   rng_factor=factor)
+        copies[factor] = members.shape[0] / x.shape[0]
+        assert np.diff(start).max() <= 2 * TARGET
+        for lst in range(len(start) - 1):
+            block = members[start[lst] : start[lst + 1]]
+            assert np.unique(block).shape[0] == block.shape[0]
+            assert np.isin(np.flatnonzero(labels == lst), block).all()
+    assert copies[0.5] > copies[1.0] + 0.1, copies
+    with pytest.raises(ValueError):
+        SPANNIndex.build(x, "l2", SPANN(target_list_size=TARGET, rng_factor=0.0))
+
+
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_recall_at_fixed_setting(data, built, metric: str) -> None:
     x, q = data

@@ -162,13 +162,13 @@ def nearest_lists(
 
 def replicate(
     x: np.ndarray, centroids: np.ndarray, labels: np.ndarray, replicas: int, closure_eps: float, cap: int,
-    metric: str, nav: Any = None,
+    metric: str, nav: Any = None, rng_factor: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Posting lists with boundary replication, CSR style.
 
     x (n, d) float32, centroids (L, d), labels (n,) primary list. A row joins up to ``replicas - 1``
-    more lists (see ``postings.rng_replicas``); a list takes replicas only while it holds fewer
-    than ``cap`` rows, the rows nearest their boundary first.
+    more lists (see ``postings.rng_replicas``, also for ``rng_factor``); a list takes replicas only
+    while it holds fewer than ``cap`` rows, the rows nearest their boundary first.
     -> (list_start (L+1,) int64, members (N,) int64 row offsets grouped by list, ascending within one).
     """
     n_lists = centroids.shape[0]
@@ -179,7 +179,7 @@ def replicate(
         cand, cand_d = nearest_lists(x, centroids, min(2 * replicas, 16), metric, nav)
         extra, ratio = postings.rng_replicas(x, centroids, labels, np.ascontiguousarray(cand, np.int64),
                                              np.ascontiguousarray(cand_d, np.float32), replicas,
-                                             float(closure_eps), code)
+                                             float(closure_eps), code, float(rng_factor))
         ok = extra >= 0
         prop_l = extra[ok]
         prop_r = np.nonzero(ok)[0].astype(np.int64)

@@ -144,7 +144,8 @@ class SPANNIndex(VectorIndex):
         if not isinstance(config, SPANN):
             raise ValueError(f"SPANNIndex needs a vecdb.SPANN config, got {type(config).__name__}")
         check_metric(metric)
-        if config.target_list_size < 1 or config.replicas < 1 or not config.closure_eps >= 0:
+        if (config.target_list_size < 1 or config.replicas < 1 or not config.closure_eps >= 0
+                or not 0 < config.rng_factor <= 1):
             raise ValueError(f"bad SPANN config {config}")
         x = as_rows(vectors, None)
         n, d = x.shape
@@ -175,10 +176,11 @@ class SPANNIndex(VectorIndex):
         if build_nav is None and n_lists > BUILD_NAV_MIN and config.replicas > 1:
             build_nav = HNSWIndex.build(centroids, nav_space, NAV_CONFIG, seed=seed)
         list_start, members = replicate(space, centroids, labels, config.replicas, config.closure_eps, cap,
-                                        nav_space, build_nav)
+                                        nav_space, build_nav, config.rng_factor)
         recs = _records(space, x, members, quantizer)
         info = {"target_list_size": config.target_list_size, "replicas": config.replicas,
-                "closure_eps": config.closure_eps, "replication": members.shape[0] / n}
+                "closure_eps": config.closure_eps, "rng_factor": config.rng_factor,
+                "replication": members.shape[0] / n}
         return cls(metric, centroids, list_start, recs, n, vectors, quantizer, nav, info)
 
     def search(self, queries: np.ndarray, k: int, params: Mapping[str, Any],

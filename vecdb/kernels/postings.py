@@ -292,15 +292,18 @@ def balanced_assign(dist: np.ndarray, cap: int, n_pref: int) -> np.ndarray:
 @njit(cache=True, nogil=True)
 def rng_replicas(
     x: np.ndarray, centroids: np.ndarray, labels: np.ndarray, cand: np.ndarray, cand_d: np.ndarray,
-    replicas: int, eps: float, metric: int,
+    replicas: int, eps: float, metric: int, rng_factor: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extra lists for boundary vectors, pruned by the RNG rule.
 
     x: (n, d) float32, centroids (L, d), labels (n,) primary list, cand/cand_d (n, T) candidate
     lists by ascending distance (-1 = none). A candidate c qualifies when d(x, c) <= d1 + eps*|d1|
-    (d1 the nearest candidate) and no list already chosen for x is closer to c than x is (then c
-    would cover the same side of x). -> (lists (n, replicas-1) int64 padded -1, ratio (n, replicas-1)
-    float32 = d(x, c) / d1 when d1 > 0, used to give the most ambiguous rows room first).
+    (d1 the nearest candidate) and no list already chosen for x is closer to c than rng_factor
+    times x is (then c would cover the same side of x; rng_factor 1 is the paper's rule, smaller
+    values prune less, which high-dimensional data needs: there every other centroid is farther
+    from a row than neighbouring centroids are from each other).
+    -> (lists (n, replicas-1) int64 padded -1, ratio (n, replicas-1) float32 = d(x, c) / d1 when
+    d1 > 0, used to give the most ambiguous rows room first).
     """
     n, t_max = cand.shape
     extra = max(replicas - 1, 0)
@@ -323,7 +326,7 @@ def rng_replicas(
             dxc = cand_d[i, t]
             keep = True
             for s in range(nc):
-                if distance_f32(centroids[chosen[s]], centroids[c], metric) < dxc:
+                if distance_f32(centroids[chosen[s]], centroids[c], metric) < rng_factor * dxc:
                     keep = False
                     break
             if keep:

@@ -53,7 +53,7 @@ from vecdb.storage.io import FileIO
 
 DATA = Path("/work/shared/datasets")
 K = 10
-SPANN_LISTS = [8, 16, 32, 64, 128, 256]
+SPANN_LISTS = [4, 6, 8, 16, 32, 64, 128, 256]
 SPANN_EPS = [0.6, 1.0]
 FAISS_NPROBE = [4, 8, 16, 32, 64, 128, 256]
 
@@ -276,7 +276,7 @@ def main() -> None:
     ap.add_argument("--cold-queries", type=int, default=100)
     ap.add_argument("--scale-n", type=int, default=1_000_000)
     ap.add_argument("--target-list-size", type=int, default=128)
-    ap.add_argument("--rng-factor", type=float, default=1.0, help="SPANN(rng_factor=...): 1.0 is the paper's rule")
+    ap.add_argument("--rng-factor", type=float, default=0.5, help="SPANN(rng_factor=...): 1.0 is the paper's rule")
     ap.add_argument("--lists", default=",".join(map(str, SPANN_LISTS)), help="SPANN max_lists sweep")
     ap.add_argument("--ablation", default="glove", help="datasets that also run replication-off / pruning-off")
     ap.add_argument("--baselines", default="glove,npm,scale")

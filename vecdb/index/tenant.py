@@ -507,7 +507,7 @@ class TenantIndex:
                  if tree.rows.shape[0] > self.cfg["graph_min_rows"]]
         for size, t in sorted(sizes, reverse=True):
             if size <= budget:
-                self.graphs[t] = self._new_graph(t, np.sort(self.trees[t].rows.astype(np.int64)))
+                self.graphs[t] = self._new_graph(t, self.rows_of(self.names[t]))
                 budget -= size
 
     def _graph_arrays(self) -> dict[str, np.ndarray]:
@@ -554,7 +554,7 @@ class TenantIndex:
             piece["counts_up"] = parts["counts_up"][up_at:up_at + up]
             tgraph = TenantGraph.from_arrays(self.metric, np.ascontiguousarray(nodes), piece,
                                              int(a["graph_entry"][g]), int(a["graph_max_level"][g]), vectors)
-            tgraph.sync(np.sort(self.trees[t].rows.astype(np.int64)))
+            tgraph.sync(self.rows_of(self.names[t]))
             self.graphs[t] = tgraph
             node_at += size
             up_at += up

@@ -35,7 +35,8 @@ MAX_DRIFT = 0.25
 class TenantGraph:
     """An HNSW graph whose node i is row ``nodes[i]`` of a shared (n, d) float32 matrix."""
 
-    __slots__ = ("_searcher", "alive", "arrays", "entry", "extra", "max_level", "metric", "nodes", "scale")
+    __slots__ = ("_mask_for", "_searcher", "alive", "arrays", "entry", "extra", "max_level", "metric", "nodes",
+                 "scale")
 
     def __init__(self, metric: str, nodes: np.ndarray, arrays: Mapping[str, np.ndarray], entry: int,
                  max_level: int, scale: np.ndarray | None) -> None:
@@ -48,6 +49,7 @@ class TenantGraph:
         self.alive: np.ndarray | None = None  # (t,) bool: nodes the tenant still holds; None = all
         self.extra = np.zeros(0, dtype=np.int64)  # rows gained since the build, sorted
         self._searcher: Any = None
+        self._mask_for: tuple[Any, Any, np.ndarray | None] = (None, None, None)  # (allowed, alive, node mask)
 
     @classmethod
     def build(cls, vectors: np.ndarray, rows: np.ndarray, metric: str, m: int, ef_construction: int,
@@ -93,12 +95,7 @@ class TenantGraph:
         searcher = self._searcher_for(vectors)
         if searcher is None:
             return None
-        mask = self.alive
-        if allowed is not None:
-            inside = self.nodes < allowed.shape[0]
-            local = np.zeros(self.size, dtype=np.bool_)
-            local[inside] = allowed[self.nodes[inside]]
-            mask = local if mask is None else local & mask
+        mask = self._node_mask(allowed)
         if not self.extra.shape[0]:
             return searcher(query, k, ef, ids, mask)  # the searcher raises ef to k
         found = searcher(query, k, ef, None, mask)
@@ -156,6 +153,21 @@ class TenantGraph:
                                           self.nodes, self.scale)
         self._searcher = (vectors, backends, searcher)
         return searcher
+
+    def _node_mask(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """The walk's mask over the nodes: alive and, when given, allowed (rows past its end are not).
+        Kept for the last ``allowed`` seen, so the queries of one call gather it once."""
+        last_allowed, last_alive, last = self._mask_for
+        if allowed is None:
+            return self.alive
+        if last_allowed is allowed and last_alive is self.alive:
+            return last
+        inside = self.nodes < allowed.shape[0]
+        local = np.zeros(self.size, dtype=np.bool_)
+        local[inside] = allowed[self.nodes[inside]]
+        mask = local if self.alive is None else local & self.alive
+        self._mask_for = (allowed, self.alive, mask)
+        return mask
 
     def _merge_extra(self, vectors: np.ndarray, query: np.ndarray, k: int, allowed: np.ndarray | None,
                      rows: np.ndarray, dists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

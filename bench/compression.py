@@ -361,7 +361,7 @@ def main() -> None:
                 with open(args.out / "compression-throughput.jsonl", "a") as f:
                     for method, vps in throughput_pass(ds, args).items():
                         rec = {"dataset": ds.name, "method": method, "scan_vectors_per_s": round(vps),
-                               "repeats": args.repeats, **context}
+                               "base_rows": len(ds.base), "repeats": args.repeats, **context}
                         f.write(json.dumps(rec) + "\n")
                         print(json.dumps(rec), flush=True)
                 continue

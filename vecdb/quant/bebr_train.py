@@ -198,7 +198,9 @@ def _neighbour_pool(rows: Rows, rng: np.random.Generator) -> tuple[np.ndarray, .
     return anchors, cands, teacher.astype(np.float32)
 
 
-class _Adam:
+class Adam:
+    """Adam with a learning rate per parameter (in place on the arrays)."""
+
     def __init__(self, params: dict[str, np.ndarray], lrs: dict[str, float]) -> None:
         self.lrs, self.t = lrs, 0
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
@@ -235,7 +237,7 @@ def _fine_tune(
     params = tf.arrays()
     lrs = {"w": settings.lr_w, "a1": settings.lr, "c1": settings.lr, "a2": settings.lr_out,
            "c2": settings.lr_out}
-    adam = _Adam(params, lrs)
+    adam = Adam(params, lrs)
     # Teacher logits are standardised per anchor so the temperature means the same on every data set.
     mean = teacher.mean(1, keepdims=True)
     std = teacher.std(1, keepdims=True) + 1e-12

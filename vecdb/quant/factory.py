@@ -10,6 +10,7 @@ import numpy as np
 from vecdb.config import BEBR, PQ, SQ, QuantizationConfig
 from vecdb.quant.base import Quantizer
 from vecdb.quant.bebr import BEBRQuantizer
+from vecdb.quant.compat import CompatibleQuantizer
 from vecdb.quant.pq import ProductQuantizer
 from vecdb.quant.scalar import ScalarQuantizer
 
@@ -17,6 +18,7 @@ _BY_KIND: dict[str, type[Quantizer]] = {
     ScalarQuantizer.kind: ScalarQuantizer,
     ProductQuantizer.kind: ProductQuantizer,
     BEBRQuantizer.kind: BEBRQuantizer,
+    CompatibleQuantizer.kind: CompatibleQuantizer,
 }
 
 

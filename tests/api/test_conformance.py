@@ -252,3 +252,76 @@ class TestDurability:
         db = connect()
         col = db.collection("c")
         assert (col.dim, col.metric, col.schema) == (DIM, "ip", SCHEMA)
+
+
+def two_models(n: int, seed: int = 11, dim_new: int = 24):
+    """(old (n, DIM), new (n, dim_new)): one set of items seen by two embedding models, the new one a
+    random linear map plus a mild nonlinearity and noise of the old."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, DIM)).astype(np.float32)
+    old = (centres[rng.integers(0, 30, n)] + 0.3 * rng.standard_normal((n, DIM))).astype(np.float32)
+    new = np.tanh(old @ rng.standard_normal((DIM, dim_new)).astype(np.float32) / 4.0)
+    return old, (new + 0.01 * rng.standard_normal(new.shape)).astype(np.float32)
+
+
+class TestEmbeddingVersions:
+    def test_new_model_rows_and_queries_share_the_collection(self, connect):
+        db = connect()
+        col = db.create_collection("c", dim=DIM, metric="l2")
+        old, new = two_models(2600)
+        ids = np.arange(2600, dtype=np.int64)
+        col.upsert(ids[:2000], old[:2000])
+        described = col.add_embedding_version("v2", ids[:1500], new[:1500])
+        assert described["dim"] == 24 and described["fit_rows"] == 1500 and described["normalize"] is False
+        assert max(described["report"].values()) > 0.5
+        # New-model queries of unseen items find most of the old model's neighbours among old rows...
+        truth, _ = brute_force(old[2500:2600], ids[:2000], old[:2000], "l2", 10)
+        got = col.search(new[2500:2600], k=10, version="v2").ids
+        assert np.mean([len(np.intersect1d(g, t)) for g, t in zip(got, truth, strict=True)]) / 10 > 0.5
+        col.upsert(ids[2000:2500], new[2000:2500], version="v2")  # rows of the new model, mapped
+        # ...and a new-model query of a row stored through the map finds that row at distance ~0.
+        found = col.search(new[2000:2020], k=1, version="v2")
+        np.testing.assert_array_equal(found.ids[:, 0], ids[2000:2020])
+        assert float(found.distances.max()) < 1e-3
+        before = col.search(new[2500:2510], k=10, version="v2")
+        db = connect()  # the map survives a restart (the catalog) and gives the same answers
+        col = db.collection("c")
+        assert col.embedding_versions()["v2"]["dim"] == 24
+        assert_same_search(col.search(new[2500:2510], k=10, version="v2"), before.ids, before.distances)
+        col.drop_embedding_version("v2")
+        assert col.embedding_versions() == {}
+        with pytest.raises(vecdb.NotFound):
+            col.search(new[:1], k=1, version="v2")
+        assert col.count() == 2500  # rows stored through the map stay
+
+    def test_bad_versions_are_rejected(self, client):
+        col = client.create_collection("c", dim=DIM, metric="cosine")
+        old, new = two_models(1200)
+        ids = np.arange(1200, dtype=np.int64)
+        col.upsert(ids[:1000], old[:1000])
+        with pytest.raises(vecdb.InvalidArgument, match="not in collection"):
+            col.add_embedding_version("v2", ids[900:1100], new[900:1100])
+        with pytest.raises(vecdb.InvalidArgument, match="names"):
+            col.add_embedding_version("bad name", ids[:800], new[:800])
+        with pytest.raises(vecdb.InvalidArgument, match="paired rows"):
+            col.add_embedding_version("v2", ids[:20], new[:20])
+        with pytest.raises(vecdb.InvalidArgument):
+            col.add_embedding_version("v2", ids[:800], new[:700])
+        assert col.embedding_versions() == {}
+        assert col.add_embedding_version("v2", ids[:800], new[:800])["normalize"] is True  # cosine default
+        with pytest.raises(vecdb.AlreadyExists):
+            col.add_embedding_version("v2", ids[:800], new[:800])
+        with pytest.raises(vecdb.NotFound):
+            col.search(new[:1], k=3, version="v3")
+        with pytest.raises(vecdb.NotFound):
+            col.upsert(ids[1000:1010], new[1000:1010], version="v3")
+        with pytest.raises(vecdb.InvalidArgument, match="dimension"):
+            col.search(old[:1], k=3, version="v2")  # an old-model query under the new version
+        with pytest.raises(vecdb.InvalidArgument, match="dimension"):
+            col.upsert(ids[1000:1010], old[1000:1010], version="v2")
+        with pytest.raises(vecdb.NotFound):
+            col.drop_embedding_version("v3")
+        assert col.count() == 1000
+        client.drop_collection("c")  # versions go with their collection
+        again = client.create_collection("c", dim=DIM, metric="cosine")
+        assert again.embedding_versions() == {}

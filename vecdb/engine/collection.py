@@ -31,6 +31,7 @@ from vecdb.engine.search import (
 from vecdb.engine.segments import SealedSegment
 from vecdb.engine.store import CollectionStore
 from vecdb.engine.tenant_search import TenantScope
+from vecdb.engine.versions import EmbeddingVersions
 from vecdb.errors import AlreadyExists, FailedPrecondition, InvalidArgument, ResourceExhausted
 from vecdb.filter.schema import coerce_attributes, parse_schema
 from vecdb.storage.memtable import MemTable
@@ -61,6 +62,7 @@ class Collection:
         if self.multi_tenant:
             self._arrow_schema = self._user_schema.append(pa.field(tenancy.TENANTS_COLUMN, tenancy.TENANTS_TYPE))
         self._store = store
+        self._versions = EmbeddingVersions(store.catalog, self.name, self.dim, self.metric)
         self._cond = threading.Condition(threading.RLock())
         self._mem = store.new_memtable(self.dim, self._arrow_schema)
         # Full memtables waiting for their segment to be written (oldest first), with the LSN they cover.
@@ -108,6 +110,7 @@ class Collection:
         *,
         tenant: str | None = None,
         tenants: Sequence[str] | None = None,
+        version: str | None = None,
     ) -> int:
         """Insert or replace rows; durable when it returns. Returns the number of rows written.
 
@@ -116,9 +119,11 @@ class Collection:
         pyarrow.Table or pandas DataFrame with the collection's schema fields.
         Multi-tenant collections: ``tenant="acme"`` (the rows belong to acme; it may only replace
         rows that are already acme's) or ``tenants=["a", "b"]`` (rows shared by several tenants).
+        ``version``: the vectors come from that embedding version's model (``add_embedding_version``)
+        and are mapped into the collection's space before they are stored.
         """
         names = tenancy.row_tenants(self.multi_tenant, tenant, tenants)
-        table = self._prepare_upsert(ids, vectors, attributes)
+        table = self._prepare_upsert(ids, vectors, attributes, version)
         if table.num_rows == 0:
             return 0
         if names is not None:
@@ -156,7 +161,7 @@ class Collection:
             return 0
         return self._log_and_apply(RecordKind.DELETE, encode_delete(id_arr), lambda: self._apply_delete(id_arr))
 
-    def _prepare_upsert(self, ids: Any, vectors: Any, attributes: Any) -> pa.Table:
+    def _prepare_upsert(self, ids: Any, vectors: Any, attributes: Any, version: str | None = None) -> pa.Table:
         if vectors is None and attributes is None and _is_table_like(ids):
             table = ids if isinstance(ids, pa.Table) else pa.Table.from_pandas(ids, preserve_index=False)
             missing = {"id", "vector"} - set(table.column_names)
@@ -171,7 +176,11 @@ class Collection:
         if id_arr.size and int(id_arr.min()) < 0:
             # -1 pads search results, so a negative id could never be told apart from "no result".
             raise InvalidArgument(f"ids must be >= 0, got {int(id_arr.min())}")
-        vec = validate.as_vectors(vectors, self.dim)
+        if version is None:
+            vec = validate.as_vectors(vectors, self.dim)
+        else:
+            vec = self._versions.map(version, validate.as_vectors(
+                vectors, self._versions.dim_of(version), name=f"vectors of embedding version {version!r}"))
         if vec.shape[0] != id_arr.shape[0]:
             raise InvalidArgument(f"got {id_arr.shape[0]} ids but {vec.shape[0]} vectors")
         attrs = coerce_attributes(attributes, self._user_schema, id_arr.shape[0])
@@ -297,11 +306,17 @@ class Collection:
         params: Mapping[str, Any] | None = None,
         include: Sequence[str] = (),
         tenant: str | None = None,
+        version: str | None = None,
     ) -> SearchResult:
         """Nearest neighbours of each query: ids (n, k) padded -1, distances (n, k) padded +inf.
 
-        ``tenant`` confines the search to that tenant's rows (multi-tenant collections).
+        ``tenant`` confines the search to that tenant's rows (multi-tenant collections). ``version``:
+        the queries come from that embedding version's model and are mapped into the collection's
+        space first (distances are then in the collection's space).
         """
+        if version is not None:
+            queries = self._versions.map(version, validate.as_queries(
+                queries, self._versions.dim_of(version), name=f"queries of embedding version {version!r}"))
         if tenant is None and not self.multi_tenant and (include is None or (type(include) is tuple and not include)):
             # One plain query in a single C call where the collection's shape allows (these return
             # None for anything validation would change, and the general path below answers).
@@ -404,6 +419,44 @@ class Collection:
         if unknown:
             raise InvalidArgument(f"include names unknown field(s) {unknown}; known: {sorted(allowed)}")
         return names
+
+    # ------------------------------------------------------------------ embedding versions
+
+    def add_embedding_version(
+        self, version: str, ids: Any, vectors: Any, *, normalize: bool | None = None
+    ) -> dict[str, Any]:
+        """Register another embedding model's space as ``version``: ``vectors`` (n, d) are that model's
+        embeddings of the stored rows ``ids`` (a sample of a few thousand or more; n >= 2 d). A map into
+        the collection's space is fitted on them and persisted; upserts and searches may then pass
+        ``version=`` and use that model's vectors. ``normalize`` (default: the collection is cosine)
+        unit-normalises that model's vectors first. Returns the version's description, with the
+        held-out recall@10 of each fitting stage under "report".
+        """
+        self._check_open()
+        id_arr = validate.as_ids(ids)
+        shape = np.shape(vectors)
+        if len(shape) != 2:
+            raise InvalidArgument(f"vectors must have shape (n, d), got {shape}")
+        vec = validate.as_vectors(vectors, int(shape[1]))
+        if vec.shape[0] != id_arr.shape[0]:
+            raise InvalidArgument(f"got {id_arr.shape[0]} ids but {vec.shape[0]} vectors")
+        stored = gather_rows(self.state(), id_arr, ("vector",))
+        if stored.num_rows != id_arr.shape[0]:
+            missing = np.setdiff1d(id_arr, stored.column("id").to_numpy())
+            raise InvalidArgument(f"add_embedding_version needs stored rows: {missing.size} ids are not in "
+                                  f"collection {self.name!r} (first: {missing[:5].tolist()})")
+        old = _vectors_from_column(stored.column("vector"))  # gather_rows keeps the order asked
+        normalize = self.metric == "cosine" if normalize is None else bool(normalize)
+        return self._versions.add(version, vec, old, normalize)
+
+    def embedding_versions(self) -> dict[str, dict[str, Any]]:
+        """Registered embedding versions: {name: {"dim", "normalize", "fit_rows", "report"}}."""
+        return self._versions.describe()
+
+    def drop_embedding_version(self, version: str) -> None:
+        """Forget ``version``'s map (rows already stored through it stay, in the collection's space)."""
+        self._check_open()
+        self._versions.drop(version)
 
     # ------------------------------------------------------------------ maintenance
 

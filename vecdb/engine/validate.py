@@ -67,7 +67,7 @@ def as_vectors(vectors: Any, dim: int, *, name: str = "vectors") -> np.ndarray:
     if arr.ndim != 2:
         raise InvalidArgument(f"{name} must have shape (n, {dim}), got {arr.shape}")
     if arr.shape[1] != dim:
-        raise InvalidArgument(f"{name} have dimension {arr.shape[1]}, the collection expects {dim}")
+        raise InvalidArgument(f"{name} have dimension {arr.shape[1]}, expected {dim}")
     if arr.shape[0] > MAX_BATCH_ROWS:
         raise InvalidArgument(f"{name}: a batch holds at most {MAX_BATCH_ROWS} rows, got {arr.shape[0]}")
     out = np.ascontiguousarray(arr, dtype=np.float32)
@@ -79,7 +79,7 @@ def as_vectors(vectors: Any, dim: int, *, name: str = "vectors") -> np.ndarray:
     return out
 
 
-def as_queries(queries: Any, dim: int) -> np.ndarray:
+def as_queries(queries: Any, dim: int, *, name: str = "queries") -> np.ndarray:
     """queries: (d,) or (q, d) -> (q, d) float32, finite, at least one query."""
     if (
         type(queries) is np.ndarray
@@ -91,9 +91,9 @@ def as_queries(queries: Any, dim: int) -> np.ndarray:
         and all_finite(queries)
     ):  # the common case, checked in a few microseconds: a user's float32 query batch
         return queries if queries.ndim == 2 else queries.reshape(1, dim)
-    out = as_vectors(queries, dim, name="queries")
+    out = as_vectors(queries, dim, name=name)
     if out.shape[0] == 0:
-        raise InvalidArgument("queries is empty: pass at least one query vector")
+        raise InvalidArgument(f"{name} is empty: pass at least one query vector")
     return out
 
 

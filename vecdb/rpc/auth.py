@@ -48,12 +48,15 @@ METHOD_SCOPES: dict[str, str] = {
     "Get": "read-only",
     "Search": "read-only",
     "ServerInfo": "read-only",
+    "ListEmbeddingVersions": "read-only",
     "Upsert": "read-write",
     "UpsertStream": "read-write",
     "Delete": "read-write",
     "Optimize": "read-write",
     "CreateCollection": "admin",
     "DropCollection": "admin",
+    "AddEmbeddingVersion": "admin",
+    "DropEmbeddingVersion": "admin",
 }
 
 

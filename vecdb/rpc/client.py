@@ -203,9 +203,11 @@ class RemoteCollection:
         *,
         tenant: str | None = None,
         tenants: list[str] | None = None,
+        version: str | None = None,
         progress: bool = False,
     ) -> int:
-        """Insert or replace rows; returns the number upserted. ``tenant``/``tenants`` as in embedded mode.
+        """Insert or replace rows; returns the number upserted. ``tenant``/``tenants``/``version`` as in
+        embedded mode.
 
         A batch that fits one message is one atomic call; a bigger one streams in chunks of at most
         ``chunk_bytes`` (each chunk durable on its own), with a tqdm progress bar if ``progress``.
@@ -213,12 +215,15 @@ class RemoteCollection:
         table = convert.upsert_table(ids, vectors, attributes)
         chunks = list(_chunks(table, self.chunk_bytes, self.chunk_rows))
         if len(chunks) == 1 and not progress:
-            request = convert.encode_upsert_request(table, self.name, tenant or "", tuple(tenants or ()))
+            request = convert.encode_upsert_request(table, self.name, tenant or "", tuple(tenants or ()),
+                                                    version or "")
             return int(self._t.call("Upsert", request, idempotent=True).upserted)
-        return int(self._t.stream("UpsertStream", self._stream(chunks, tenant, tenants, progress)).upserted)
+        stream = self._stream(chunks, tenant, tenants, version, progress)
+        return int(self._t.stream("UpsertStream", stream).upserted)
 
     def _stream(
-        self, chunks: list[pa.Table], tenant: str | None, tenants: list[str] | None, progress: bool
+        self, chunks: list[pa.Table], tenant: str | None, tenants: list[str] | None, version: str | None,
+        progress: bool,
     ) -> Iterator[bytes]:
         bar = None
         if progress:
@@ -228,7 +233,8 @@ class RemoteCollection:
         try:
             for i, chunk in enumerate(chunks):
                 if i == 0:
-                    yield convert.encode_upsert_request(chunk, self.name, tenant or "", tuple(tenants or ()))
+                    yield convert.encode_upsert_request(chunk, self.name, tenant or "", tuple(tenants or ()),
+                                                        version or "")
                 else:
                     yield convert.encode_upsert_request(chunk)
                 if bar is not None:
@@ -275,6 +281,7 @@ class RemoteCollection:
         params: dict[str, Any] | None = None,
         include: Sequence[str] = (),
         tenant: str | None = None,
+        version: str | None = None,
     ) -> SearchResult:
         """Nearest neighbours of each query: queries (n, dim) float32 -> SearchResult (n, k)."""
         matrix = _query_matrix(queries)
@@ -291,8 +298,32 @@ class RemoteCollection:
             params_json=convert.to_json(params),
             include=list(include),
             tenant=tenant or "",
+            version=version or "",
         )
         return convert.search_result_from_proto(self._t.call("Search", request, idempotent=True))
+
+    def add_embedding_version(
+        self, version: str, ids: Any, vectors: Any, *, normalize: bool | None = None
+    ) -> dict[str, Any]:
+        """Fit and register ``version`` from that model's embeddings of stored rows (as embedded mode)."""
+        id_bytes = convert.ids_to_bytes(ids)
+        matrix = _query_matrix(vectors)
+        request = pb.AddEmbeddingVersionRequest(
+            collection=self.name, version=version, ids=id_bytes, vectors=convert.matrix_to_bytes(matrix),
+            dim=matrix.shape[1], normalize=normalize)
+        reply = self._t.call("AddEmbeddingVersion", request, idempotent=False)
+        return convert.from_json(reply.version_json, "version_json") or {}
+
+    def embedding_versions(self) -> dict[str, dict[str, Any]]:
+        """Registered embedding versions: {name: {"dim", "normalize", "fit_rows", "report"}}."""
+        request = pb.ListEmbeddingVersionsRequest(collection=self.name)
+        reply = self._t.call("ListEmbeddingVersions", request, idempotent=True)
+        return convert.from_json(reply.versions_json, "versions_json") or {}
+
+    def drop_embedding_version(self, version: str) -> None:
+        """Forget ``version``'s map (rows stored through it stay)."""
+        request = pb.DropEmbeddingVersionRequest(collection=self.name, version=version)
+        self._t.call("DropEmbeddingVersion", request, idempotent=False)
 
     def count(self, *, tenant: str | None = None) -> int:
         """Live rows in the collection."""

@@ -255,6 +255,7 @@ class UpsertFrame:
     arrow_ipc: memoryview
     tenant: str
     tenants: tuple[str, ...] = ()
+    version: str = ""
 
 
 _LEN = 2  # protobuf wire type of length-delimited fields
@@ -287,14 +288,15 @@ def _read_varint(data: memoryview, pos: int) -> tuple[int, int]:
 
 
 def encode_upsert_request(
-    table: pa.Table, collection: str = "", tenant: str = "", tenants: tuple[str, ...] = ()
+    table: pa.Table, collection: str = "", tenant: str = "", tenants: tuple[str, ...] = (), version: str = ""
 ) -> bytes:
     """Serialize an ``UpsertRequest`` carrying ``table`` with one copy of the payload.
 
-    Byte-compatible with protobuf's own encoding (fields 1, 3 and 4 first, then field 2); going through
+    Byte-compatible with protobuf's own encoding (fields 1, 3, 4 and 5 first, then field 2); going through
     the message class would copy a multi-megabyte payload three more times.
     """
-    header = pb.UpsertRequest(collection=collection, tenant=tenant, tenants=list(tenants)).SerializeToString()
+    header = pb.UpsertRequest(collection=collection, tenant=tenant, tenants=list(tenants),
+                              version=version).SerializeToString()
     sizer = pa.MockOutputStream()
     with pa.ipc.new_stream(sizer, table.schema) as writer:
         writer.write(table)
@@ -342,6 +344,7 @@ def decode_upsert_request(data: bytes) -> UpsertFrame | MalformedRequest:
             arrow_ipc=fields.get(2, memoryview(b"")),
             tenant=bytes(fields.get(3, b"")).decode("utf-8"),
             tenants=tuple(shared),
+            version=bytes(fields.get(5, b"")).decode("utf-8"),
         )
     except (ValueError, UnicodeDecodeError) as exc:
         return MalformedRequest(f"malformed UpsertRequest: {exc}")

@@ -186,7 +186,7 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
         table = convert.ipc_to_table(request.arrow_ipc)
         self._limits.check_rows(table.num_rows, validate.MAX_BATCH_ROWS)
         # The engine reads id/vector/attribute columns and validates them exactly as in embedded mode.
-        return int(col.upsert(table, **tenant))
+        return int(col.upsert(table, **tenant, version=request.version or None))
 
     @_rpc
     def Upsert(self, request: convert.UpsertFrame, context: Any) -> pb.UpsertResponse:
@@ -248,8 +248,35 @@ class VecdbServicer(pb_grpc.VecdbServiceServicer):
             params=_params(request.params_json, "params_json"),
             include=tuple(request.include),
             **_tenant(request.tenant),
+            version=request.version or None,
         )
         return convert.search_result_to_proto(result)
+
+    @_rpc
+    def AddEmbeddingVersion(
+        self, request: pb.AddEmbeddingVersionRequest, context: Any
+    ) -> pb.AddEmbeddingVersionResponse:
+        col = self._collection(request.collection)
+        ids = convert.ids_from_bytes(request.ids)
+        self._limits.check_rows(len(ids), validate.MAX_BATCH_ROWS)
+        vectors = convert.matrix_from_bytes(request.vectors, len(ids), request.dim, "vectors")
+        normalize = request.normalize if request.HasField("normalize") else None
+        described = col.add_embedding_version(request.version, ids, vectors, normalize=normalize)
+        return pb.AddEmbeddingVersionResponse(version_json=convert.to_json(described))
+
+    @_rpc
+    def ListEmbeddingVersions(
+        self, request: pb.ListEmbeddingVersionsRequest, context: Any
+    ) -> pb.ListEmbeddingVersionsResponse:
+        versions = self._collection(request.collection).embedding_versions()
+        return pb.ListEmbeddingVersionsResponse(versions_json=convert.to_json(versions))
+
+    @_rpc
+    def DropEmbeddingVersion(
+        self, request: pb.DropEmbeddingVersionRequest, context: Any
+    ) -> pb.DropEmbeddingVersionResponse:
+        self._collection(request.collection).drop_embedding_version(request.version)
+        return pb.DropEmbeddingVersionResponse()
 
     @_rpc
     def ServerInfo(self, request: pb.ServerInfoRequest, context: Any) -> pb.ServerInfoResponse:

@@ -21,6 +21,8 @@ from vecdb.storage.layout import validate_name
 
 COLLECTION_PREFIX = "collection/"
 MANIFEST_PREFIX = "manifest/"
+# Embedding versions of a collection (compatibility maps; vecdb.engine.versions).
+VERSIONS_PREFIX = "versions/"
 # RocksDB's IDENTITY (the database id) as it was when vecdb first opened the catalog; its copy here
 # is covered by block checksums, the file itself by nothing.
 IDENTITY_KEY = "meta/identity"
@@ -203,9 +205,9 @@ class Catalog:
         return [key[len(COLLECTION_PREFIX) :] for key in self.keys(COLLECTION_PREFIX)]
 
     def drop_collection(self, name: str) -> None:
-        """Remove the collection record and its manifest in one atomic write."""
+        """Remove the collection record, its manifest and its embedding versions in one atomic write."""
         name = validate_name(name)
-        self.commit({COLLECTION_PREFIX + name: None, MANIFEST_PREFIX + name: None})
+        self.commit({COLLECTION_PREFIX + name: None, MANIFEST_PREFIX + name: None, VERSIONS_PREFIX + name: None})
 
     def get_manifest(self, name: str) -> dict[str, Any] | None:
         return self.get(MANIFEST_PREFIX + validate_name(name))

@@ -227,16 +227,18 @@ class OptimizeResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class UpsertRequest(_message.Message):
-    __slots__ = ("collection", "arrow_ipc", "tenant", "tenants")
+    __slots__ = ("collection", "arrow_ipc", "tenant", "tenants", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     ARROW_IPC_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     TENANTS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     arrow_ipc: bytes
     tenant: str
     tenants: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, collection: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., tenant: _Optional[str] = ..., tenants: _Optional[_Iterable[str]] = ...) -> None: ...
+    version: str
+    def __init__(self, collection: _Optional[str] = ..., arrow_ipc: _Optional[bytes] = ..., tenant: _Optional[str] = ..., tenants: _Optional[_Iterable[str]] = ..., version: _Optional[str] = ...) -> None: ...
 
 class UpsertResponse(_message.Message):
     __slots__ = ("upserted",)
@@ -285,7 +287,7 @@ class GetResponse(_message.Message):
     def __init__(self, arrow_ipc: _Optional[bytes] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "queries", "num_queries", "dim", "k", "filter", "filter_params_json", "params_json", "include", "tenant")
+    __slots__ = ("collection", "queries", "num_queries", "dim", "k", "filter", "filter_params_json", "params_json", "include", "tenant", "version")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     NUM_QUERIES_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +298,7 @@ class SearchRequest(_message.Message):
     PARAMS_JSON_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     collection: str
     queries: bytes
     num_queries: int
@@ -306,7 +309,54 @@ class SearchRequest(_message.Message):
     params_json: str
     include: _containers.RepeatedScalarFieldContainer[str]
     tenant: str
-    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[bytes] = ..., num_queries: _Optional[int] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[str] = ..., filter_params_json: _Optional[str] = ..., params_json: _Optional[str] = ..., include: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    version: str
+    def __init__(self, collection: _Optional[str] = ..., queries: _Optional[bytes] = ..., num_queries: _Optional[int] = ..., dim: _Optional[int] = ..., k: _Optional[int] = ..., filter: _Optional[str] = ..., filter_params_json: _Optional[str] = ..., params_json: _Optional[str] = ..., include: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class AddEmbeddingVersionRequest(_message.Message):
+    __slots__ = ("collection", "version", "ids", "vectors", "dim", "normalize")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DIM_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    version: str
+    ids: bytes
+    vectors: bytes
+    dim: int
+    normalize: bool
+    def __init__(self, collection: _Optional[str] = ..., version: _Optional[str] = ..., ids: _Optional[bytes] = ..., vectors: _Optional[bytes] = ..., dim: _Optional[int] = ..., normalize: _Optional[bool] = ...) -> None: ...
+
+class AddEmbeddingVersionResponse(_message.Message):
+    __slots__ = ("version_json",)
+    VERSION_JSON_FIELD_NUMBER: _ClassVar[int]
+    version_json: str
+    def __init__(self, version_json: _Optional[str] = ...) -> None: ...
+
+class ListEmbeddingVersionsRequest(_message.Message):
+    __slots__ = ("collection",)
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    def __init__(self, collection: _Optional[str] = ...) -> None: ...
+
+class ListEmbeddingVersionsResponse(_message.Message):
+    __slots__ = ("versions_json",)
+    VERSIONS_JSON_FIELD_NUMBER: _ClassVar[int]
+    versions_json: str
+    def __init__(self, versions_json: _Optional[str] = ...) -> None: ...
+
+class DropEmbeddingVersionRequest(_message.Message):
+    __slots__ = ("collection", "version")
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    collection: str
+    version: str
+    def __init__(self, collection: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class DropEmbeddingVersionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class SearchResponse(_message.Message):
     __slots__ = ("num_queries", "k", "ids", "distances", "attributes_arrow_ipc", "stats_json")

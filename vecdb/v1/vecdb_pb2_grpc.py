@@ -94,6 +94,21 @@ class VecdbServiceStub:
                 request_serializer=vecdb_dot_v1_dot_vecdb__pb2.SearchRequest.SerializeToString,
                 response_deserializer=vecdb_dot_v1_dot_vecdb__pb2.SearchResponse.FromString,
                 _registered_method=True)
+        self.AddEmbeddingVersion = channel.unary_unary(
+                '/vecdb.v1.VecdbService/AddEmbeddingVersion',
+                request_serializer=vecdb_dot_v1_dot_vecdb__pb2.AddEmbeddingVersionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_vecdb__pb2.AddEmbeddingVersionResponse.FromString,
+                _registered_method=True)
+        self.ListEmbeddingVersions = channel.unary_unary(
+                '/vecdb.v1.VecdbService/ListEmbeddingVersions',
+                request_serializer=vecdb_dot_v1_dot_vecdb__pb2.ListEmbeddingVersionsRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_vecdb__pb2.ListEmbeddingVersionsResponse.FromString,
+                _registered_method=True)
+        self.DropEmbeddingVersion = channel.unary_unary(
+                '/vecdb.v1.VecdbService/DropEmbeddingVersion',
+                request_serializer=vecdb_dot_v1_dot_vecdb__pb2.DropEmbeddingVersionRequest.SerializeToString,
+                response_deserializer=vecdb_dot_v1_dot_vecdb__pb2.DropEmbeddingVersionResponse.FromString,
+                _registered_method=True)
         self.ServerInfo = channel.unary_unary(
                 '/vecdb.v1.VecdbService/ServerInfo',
                 request_serializer=vecdb_dot_v1_dot_vecdb__pb2.ServerInfoRequest.SerializeToString,
@@ -179,6 +194,25 @@ class VecdbServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddEmbeddingVersion(self, request, context):
+        """Embedding versions: maps from another model's space into the collection's (vecdb.quant.compat).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEmbeddingVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropEmbeddingVersion(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ServerInfo(self, request, context):
         """The server itself.
         """
@@ -248,6 +282,21 @@ def add_VecdbServiceServicer_to_server(servicer, server):
                     servicer.Search,
                     request_deserializer=vecdb_dot_v1_dot_vecdb__pb2.SearchRequest.FromString,
                     response_serializer=vecdb_dot_v1_dot_vecdb__pb2.SearchResponse.SerializeToString,
+            ),
+            'AddEmbeddingVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddEmbeddingVersion,
+                    request_deserializer=vecdb_dot_v1_dot_vecdb__pb2.AddEmbeddingVersionRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_vecdb__pb2.AddEmbeddingVersionResponse.SerializeToString,
+            ),
+            'ListEmbeddingVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEmbeddingVersions,
+                    request_deserializer=vecdb_dot_v1_dot_vecdb__pb2.ListEmbeddingVersionsRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_vecdb__pb2.ListEmbeddingVersionsResponse.SerializeToString,
+            ),
+            'DropEmbeddingVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropEmbeddingVersion,
+                    request_deserializer=vecdb_dot_v1_dot_vecdb__pb2.DropEmbeddingVersionRequest.FromString,
+                    response_serializer=vecdb_dot_v1_dot_vecdb__pb2.DropEmbeddingVersionResponse.SerializeToString,
             ),
             'ServerInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.ServerInfo,
@@ -579,6 +628,87 @@ class VecdbService:
             '/vecdb.v1.VecdbService/Search',
             vecdb_dot_v1_dot_vecdb__pb2.SearchRequest.SerializeToString,
             vecdb_dot_v1_dot_vecdb__pb2.SearchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddEmbeddingVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.VecdbService/AddEmbeddingVersion',
+            vecdb_dot_v1_dot_vecdb__pb2.AddEmbeddingVersionRequest.SerializeToString,
+            vecdb_dot_v1_dot_vecdb__pb2.AddEmbeddingVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEmbeddingVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.VecdbService/ListEmbeddingVersions',
+            vecdb_dot_v1_dot_vecdb__pb2.ListEmbeddingVersionsRequest.SerializeToString,
+            vecdb_dot_v1_dot_vecdb__pb2.ListEmbeddingVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropEmbeddingVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/vecdb.v1.VecdbService/DropEmbeddingVersion',
+            vecdb_dot_v1_dot_vecdb__pb2.DropEmbeddingVersionRequest.SerializeToString,
+            vecdb_dot_v1_dot_vecdb__pb2.DropEmbeddingVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

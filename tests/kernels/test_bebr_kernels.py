@@ -41,6 +41,48 @@ def test_binarize_residual_shrinks_plane_by_plane() -> None:
     assert np.abs(recon - y).max() <= alphas[-1]
 
 
+def _cosines(y: np.ndarray, recon: np.ndarray) -> np.ndarray:
+    y64, r64 = y.astype(np.float64), recon.astype(np.float64)
+    norms = np.linalg.norm(r64, axis=1)
+    return (r64 * y64).sum(1) / np.where(norms > 0, norms, 1.0)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 20), st.integers(1, 70), st.integers(1, 6), st.integers(1, 12), st.integers(0, 2**32 - 1))
+def test_numba_rescaled_binarize_matches_the_reference(n: int, dim: int, u: int, grid: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    y = rng.normal(size=(n, dim)).astype(np.float32)
+    y[rng.random((n, dim)) < 0.1] = 0.0
+    alphas = (0.5 ** np.arange(u) * rng.uniform(0.2, 2.0)).astype(np.float32)
+    scales = np.geomspace(0.5, 2.0, grid).astype(np.float32)
+    want_signs, want_recon = reference.binarize_rescaled(y, alphas, scales)
+    got_signs, got_recon = kernels.binarize(y, alphas, scales)
+    # The chosen code is as good as the reference's (a float64 near-tie may pick the other scale)...
+    np.testing.assert_allclose(_cosines(y, got_recon), _cosines(y, want_recon), rtol=0, atol=1e-9)
+    # ...its reconstruction is its planes in units of alphas, bit for bit as binarize sums them...
+    signed = np.where(got_signs, alphas[None, :, None], -alphas[None, :, None]).astype(np.float32)
+    want = np.zeros_like(got_recon)
+    for t in range(u):
+        want += signed[:, t]
+    assert got_recon.tobytes() == want.tobytes()
+    # ...and the rows where both picked the same code agree plane for plane (nearly all rows).
+    same = (got_signs == want_signs).all(axis=(1, 2))
+    assert same.sum() >= n - max(1, n // 10)
+
+
+def test_rescaling_never_lowers_the_cosine() -> None:
+    """With 1 in the grid, the per-row choice can only improve on the global weights."""
+    rng = np.random.default_rng(5)
+    y = rng.normal(size=(400, 64)).astype(np.float32)
+    y *= rng.uniform(0.3, 3.0, (400, 1)).astype(np.float32)  # rows of very different spreads
+    alphas = (0.5 ** np.arange(4) * 0.8).astype(np.float32)
+    _, plain = kernels.binarize(y, alphas)
+    _, rescaled = kernels.binarize(y, alphas, np.geomspace(0.25, 4.0, 25).astype(np.float32))
+    before, after = _cosines(y, plain), _cosines(y, rescaled)
+    assert (after >= before - 1e-12).all()
+    assert after.mean() > before.mean() + 0.005  # and it matters when spreads differ
+
+
 def test_binarize_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="2-D"):
         kernels.binarize(np.zeros(4, np.float32), np.ones(2, np.float32))
@@ -48,6 +90,8 @@ def test_binarize_rejects_bad_input() -> None:
         kernels.binarize(np.zeros((1, 4), np.float32), np.ones((2, 1), np.float32))
     with pytest.raises(ValueError, match="NaN"):
         kernels.binarize(np.full((1, 4), np.nan, np.float32), np.ones(2, np.float32))
+    with pytest.raises(ValueError, match="positive"):
+        kernels.binarize(np.zeros((1, 4), np.float32), np.ones(2, np.float32), np.array([1.0, -1.0], np.float32))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -175,6 +175,54 @@ def binarize_into(y: np.ndarray, alphas: np.ndarray, signs: np.ndarray, recon: n
 
 
 @njit(cache=True, nogil=True)
+def binarize_rescaled_into(
+    y: np.ndarray, alphas: np.ndarray, scales: np.ndarray, signs: np.ndarray, recon: np.ndarray
+) -> None:
+    """``reference.binarize_rescaled``: per row, code y against every grid scale, score each by the
+    cosine between y and the reconstruction (in units of alphas, float32 in plane order, as the
+    reference forms it), then write the planes of the best. Decisions take the reference's float32
+    steps; the per-plane loops over dimensions are branch-free selects, so they vectorize."""
+    n, dim = y.shape
+    u = alphas.shape[0]
+    resid = np.empty(dim, dtype=np.float32)
+    rec = np.empty(dim, dtype=np.float32)
+    for r in range(n):
+        row = y[r]
+        best_score = -np.inf
+        best = 0
+        for si in range(scales.shape[0]):
+            resid[:] = row
+            rec[:] = 0.0
+            for t in range(u):
+                step = alphas[t] * scales[si]
+                weight = alphas[t]
+                for j in range(dim):
+                    positive = resid[j] >= 0
+                    resid[j] -= step if positive else -step
+                    rec[j] += weight if positive else -weight
+            dot = 0.0
+            norm2 = 0.0
+            for j in range(dim):
+                dot += np.float64(rec[j]) * np.float64(row[j])
+                norm2 += np.float64(rec[j]) * np.float64(rec[j])
+            score = dot / np.sqrt(norm2) if norm2 > 0 else dot
+            if score > best_score:
+                best_score = score
+                best = si
+        resid[:] = row
+        rec[:] = 0.0
+        for t in range(u):
+            step = alphas[t] * scales[best]
+            weight = alphas[t]
+            for j in range(dim):
+                positive = resid[j] >= 0
+                signs[r, t, j] = positive
+                resid[j] -= step if positive else -step
+                rec[j] += weight if positive else -weight
+        recon[r] = rec
+
+
+@njit(cache=True, nogil=True)
 def bitplane_fastscan_lut_into(query: np.ndarray, code_weights: np.ndarray, lut: np.ndarray) -> float:
     """``reference.bitplane_fastscan_lut`` into lut (u * G, 16) float32; returns the offset. Nibble
     sums in float64 as the reference's matrix product forms them (dims 4g..4g+3, in order)."""

@@ -175,17 +175,28 @@ def pq4_fastscan_topk(
     return out_idx, out_d
 
 
-def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def binarize(
+    y: np.ndarray, alphas: np.ndarray, scales: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Recurrent residual binarization (``reference.binarize``): y (n, D), alphas (u,) float32 ->
-    (signs (n, u, D) bool, reconstruction (n, D) float32)."""
+    (signs (n, u, D) bool, reconstruction (n, D) float32). With ``scales`` (s,) float32, each row
+    is coded against ``alphas * s`` for its best s (``reference.binarize_rescaled``); the
+    reconstruction stays in units of ``alphas``."""
     y = float_array(y, "y", 2)
     alphas = float_array(alphas, "alphas", 1)
     st = state()
+    if scales is not None:
+        scales = float_array(scales, "scales", 1)
+        if not scales.size or (scales <= 0).any():
+            raise ValueError("binarize scales must be a non-empty array of positive values")
     if st.backend["binarize"] == "numpy":
-        return reference.binarize(y, alphas)
+        return reference.binarize(y, alphas) if scales is None else reference.binarize_rescaled(y, alphas, scales)
     signs = np.empty((y.shape[0], alphas.shape[0], y.shape[1]), dtype=bool)
     recon = np.empty(y.shape, dtype=np.float32)
-    st.numba.codes.binarize_into(y, alphas, signs, recon)
+    if scales is None:
+        st.numba.codes.binarize_into(y, alphas, signs, recon)
+    else:
+        st.numba.codes.binarize_rescaled_into(y, alphas, scales, signs, recon)
     return signs, recon
 
 

@@ -182,6 +182,34 @@ def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return signs, recon
 
 
+def binarize_rescaled(y: np.ndarray, alphas: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``binarize`` with a per-row grid scale: for each row, the planes of y against ``alphas * s``
+    for the s in ``scales`` whose reconstruction points closest to y (largest cosine; the first
+    on ties). The per-row scale itself is not returned: the reconstruction is in units of
+    ``alphas`` (sum of alphas[t] * sign_t), and BEBR's per-row factor absorbs the scale, so only the
+    direction matters (extended RaBitQ picks its per-vector grid the same way)."""
+    y = np.asarray(y, dtype=np.float32)
+    alphas = np.asarray(alphas, dtype=np.float32)
+    best = np.full(y.shape[0], -np.inf)
+    signs = np.zeros((y.shape[0], len(alphas), y.shape[1]), dtype=bool)
+    for s in np.asarray(scales, dtype=np.float32):
+        cand, _ = binarize(y, (alphas * s).astype(np.float32))
+        recon = _plane_sum(cand, alphas).astype(np.float64)
+        norms = np.sqrt((recon * recon).sum(1))
+        score = (recon * y).sum(1) / np.where(norms > 0, norms, 1.0)
+        better = score > best
+        signs[better], best[better] = cand[better], score[better]
+    return signs, _plane_sum(signs, alphas)
+
+
+def _plane_sum(signs: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """sum_t alphas[t] * (+-1) per element, float32, accumulated in plane order as binarize does."""
+    out = np.zeros((signs.shape[0], signs.shape[2]), dtype=np.float32)
+    for t, alpha in enumerate(alphas):
+        out += np.where(signs[:, t], np.float32(alpha), np.float32(-alpha))
+    return out
+
+
 def bitplane_decode(planes: np.ndarray, weights: np.ndarray, dim: int) -> np.ndarray:
     """One multi-bit code back to values: planes (u, w) uint64, weights (u,) -> (dim,) float32
     ``sum_j weights[j] * (2 * bit_j - 1)``; a symmetric query becomes an asymmetric one this way,

@@ -4,6 +4,8 @@ Encoding (``x`` (d,), metric-aware):
     x~ = x / |x| for cosine (else x);  v = x~ - mean;  u = v / |v|
     y = f(u) in R^D (D = dim_out; f = residual MLP over a near-orthogonal map, see ``bebr_model``)
     planes: b_0 = sign(y), b_t = sign(y - sum_{s<t} alpha_s b_s)  ->  y^ = sum_t alpha_t b_t
+    (u >= 2: each row is coded against s * alpha for the grid scale s that best fits it, see
+    ``bebr_model.code``; y^ stays in units of alpha and the factor a below absorbs s)
 Row layout: u planes of w = ceil(D / 64) uint64 words (the kernels' bit-plane layout), then one 8-byte
 word holding two float32 factors, so ``code_size = (u * w + 1) * 8``:
     a = |v| * gamma  with gamma = |y|^2 / <y^, y> (undoes sign coding's shrinkage, as RaBitQ does);
@@ -29,7 +31,7 @@ import numpy as np
 
 from vecdb import kernels
 from vecdb.quant.base import Quantizer
-from vecdb.quant.bebr_model import Transform, binarize, pack_planes, unpack_planes
+from vecdb.quant.bebr_model import Transform, code, pack_planes, unpack_planes
 from vecdb.quant.bebr_train import Rows, Settings, fit_baseline, fit_learned, gamma
 from vecdb.types import check_metric
 
@@ -135,7 +137,7 @@ class BEBRQuantizer(Quantizer):
         tf, alphas, mean = self._model()
         v, norms, u = self._centre(self._unit(self._check(vectors)), mean)
         y = tf.apply(u)
-        signs, recon = binarize(y, alphas)
+        signs, recon = code(y, alphas)
         factors = np.stack([norms * gamma(y, recon), self._bias(v, norms, mean)], axis=1).astype(np.float32)
         n = v.shape[0]
         out = np.empty((n, self.code_size), dtype=np.uint8)
@@ -179,7 +181,7 @@ class BEBRQuantizer(Quantizer):
             g = (pn * y[0]).astype(np.float32)
             table = self._scan_table(g, alphas)
             return BEBRQuery(mode, const, scale, *table, lut=kernels.bitplane_lut(g), query_sum=float(g.sum()))
-        signs, recon = binarize(y, alphas)
+        signs, recon = code(y, alphas)
         factor = pn * float(gamma(y, recon)[0])
         weights = (alphas * factor).astype(np.float32)
         # the code's values sum_t weights_t * (+-1) are recon scaled (what bitplane_decode would give)

@@ -15,6 +15,10 @@ from vecdb import kernels
 
 # Rows pushed through the transform at once when encoding: bounds temporaries to a few tens of MB.
 _BLOCK = 16384
+# Per-row grid scales tried when coding with u >= 2 planes (``code``): the plane weights are shared,
+# but each row picks the multiple of them whose levels fit its own spread best. 25 steps over 4x
+# cover the spread of unit rows' coordinates after the transform; a finer grid gained nothing.
+RESCALE_GRID = np.geomspace(0.5, 2.0, 25).astype(np.float32)
 
 
 @dataclass
@@ -94,6 +98,15 @@ def binarize(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     """Recurrent residual binarization (``kernels.binarize``): plane t is the sign of y minus planes
     0..t-1's reconstruction. y: (n, D), alphas: (u,) -> (signs (n, u, D) bool, reconstruction (n, D))."""
     return kernels.binarize(np.asarray(y, dtype=np.float32), np.asarray(alphas, dtype=np.float32))
+
+
+def code(y: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """How rows are coded: ``binarize`` with each row's best grid scale (``RESCALE_GRID``) when there
+    are several planes (one plane is the sign, which no scale changes). The reconstruction is in
+    units of ``alphas``; the per-row factor of the code absorbs the chosen scale."""
+    if len(alphas) == 1:
+        return binarize(y, alphas)
+    return kernels.binarize(np.asarray(y, dtype=np.float32), np.asarray(alphas, dtype=np.float32), RESCALE_GRID)
 
 
 def derive_alphas(y: np.ndarray, bits: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from vecdb.quant.bebr_model import (
     Transform,
     binarize,
+    code,
     derive_alphas,
     procrustes,
     random_orthogonal,
@@ -149,8 +150,8 @@ class _Validation:
     def recall(self, rows: Rows, tf: Transform, alphas: np.ndarray) -> float:
         """Mean of the SDC and asymmetric recall@10 of the code distance estimate."""
         yb, yq = tf.apply(rows.u[self.base]), tf.apply(rows.u[self.queries])
-        _, rb = binarize(yb, alphas)
-        _, rq = binarize(yq, alphas)
+        _, rb = code(yb, alphas)
+        _, rq = code(yq, alphas)
         kb = rows.norms[self.base] * gamma(yb, rb)
         kq = rows.norms[self.queries] * gamma(yq, rq)
         bias = rows.bias[self.base][None, :]

@@ -288,11 +288,11 @@ def render(out: Path) -> None:
     """compression-results.md from the JSON lines (throughput column from the best-of-N pass if present)."""
     rows = [json.loads(line) for line in (out / "compression-results.jsonl").read_text().splitlines()]
     tp_path = out / "compression-throughput.jsonl"
-    tp = {}
+    tp = {}  # the latest pass over a base of the same size as the recall run's
     if tp_path.exists():
         for line in tp_path.read_text().splitlines():
             rec = json.loads(line)
-            tp[(rec["dataset"], rec["method"])] = rec["scan_vectors_per_s"]
+            tp[(rec["dataset"], rec["method"], rec.get("base_rows"))] = rec["scan_vectors_per_s"]
     ctx = rows[0]
     lines = [f"Machine: {ctx['machine']}; commit {ctx['commit']}; {ctx['threads']}.",
              "scan Mvec/s: best of the interleaved throughput pass (learned BEBR has the baseline's layout "
@@ -304,8 +304,8 @@ def render(out: Path) -> None:
                   "| method | bytes/vec | recall@10 | rerank 2 | rerank 4 | rerank 10 | scan Mvec/s | single "
                   "| train s |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in sub:
-            key = (name, r["method"].replace("learned", "baseline"))
-            best = tp.get(key, tp.get((name, r["method"])))
+            size = r.get("base_rows")
+            best = tp.get((name, r["method"].replace("learned", "baseline"), size), tp.get((name, r["method"], size)))
             lines.append(
                 f"| {r['method']} | {r['bytes_per_vector']:g} | {r['recall@10']:.3f} "
                 f"| {r['recall@10_rerank2']:.3f} | {r['recall@10_rerank4']:.3f} | {r['recall@10_rerank10']:.3f} "
@@ -350,12 +350,14 @@ def main() -> None:
                str(kernels.info().get("simd_level"))}
     rows: list[Row] = []
     notes = {}
+    sizes = {}
     args.out.mkdir(parents=True, exist_ok=True)
     faiss.omp_set_num_threads(1)
     with threadpool_limits(1):
         for path in args.datasets:
             ds = load(path, args.base_limit, args.queries, args.seed)
             notes[ds.name] = f"{ds.metric}; {ds.note}; {len(ds.queries)} queries"
+            sizes[ds.name] = len(ds.base)
             print(f"# {ds.name}: {ds.note}", flush=True)
             if args.throughput_only:
                 with open(args.out / "compression-throughput.jsonl", "a") as f:
@@ -371,7 +373,8 @@ def main() -> None:
         return
     with open(args.out / "compression-results.jsonl", "w") as f:
         for row in rows:
-            f.write(json.dumps({**asdict_row(row), "note": notes[row.dataset], **context}) + "\n")
+            f.write(json.dumps({**asdict_row(row), "note": notes[row.dataset], "base_rows": sizes[row.dataset],
+                                **context}) + "\n")
     render(args.out)
 
 

@@ -83,6 +83,30 @@ def test_rescaling_never_lowers_the_cosine() -> None:
     assert after.mean() > before.mean() + 0.005  # and it matters when spreads differ
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 300), st.floats(-1e3, 1e3), st.floats(-1e3, 1e3), st.floats(-1e3, 1e3),
+       st.integers(0, 2**32 - 1))
+def test_fastscan_affine_is_bit_identical_to_the_reference(n: int, mul: float, add: float, const: float,
+                                                           seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    sums = rng.integers(0, 2**16, n).astype(np.uint16)
+    scale = rng.normal(size=n).astype(np.float32)
+    shift = rng.normal(size=n).astype(np.float32) * 100
+    want = reference.fastscan_affine(sums, scale, shift, mul, add, const)
+    got = kernels.fastscan_affine(sums, scale, shift, mul, add, const)
+    assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+
+
+def test_fastscan_affine_rejects_bad_input() -> None:
+    sums, ones = np.zeros(4, np.uint16), np.ones(4, np.float32)
+    with pytest.raises(TypeError, match="uint16"):
+        kernels.fastscan_affine(sums.astype(np.int32), ones, ones, 1.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="shape"):
+        kernels.fastscan_affine(sums, ones[:3], ones, 1.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        kernels.fastscan_affine(sums, ones, ones, float("nan"), 0.0, 0.0)
+
+
 def test_binarize_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="2-D"):
         kernels.binarize(np.zeros(4, np.float32), np.ones(2, np.float32))

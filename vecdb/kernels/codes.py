@@ -223,6 +223,22 @@ def binarize_rescaled_into(
 
 
 @njit(cache=True, nogil=True)
+def fastscan_affine_into(
+    sums: np.ndarray, row_scale: np.ndarray, row_shift: np.ndarray, mul: np.float32, add: np.float32,
+    const: np.float32, out: np.ndarray,
+) -> None:
+    """``reference.fastscan_affine`` in one pass (the same float32 operations in the same order), so
+    a scan's epilogue reads each row's factors once instead of five array passes."""
+    for i in range(sums.shape[0]):
+        v = np.float32(sums[i]) * mul
+        v += add
+        v *= row_scale[i]
+        v += row_shift[i]
+        v += const
+        out[i] = v
+
+
+@njit(cache=True, nogil=True)
 def bitplane_fastscan_lut_into(query: np.ndarray, code_weights: np.ndarray, lut: np.ndarray) -> float:
     """``reference.bitplane_fastscan_lut`` into lut (u * G, 16) float32; returns the offset. Nibble
     sums in float64 as the reference's matrix product forms them (dims 4g..4g+3, in order)."""

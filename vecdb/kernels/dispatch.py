@@ -49,7 +49,8 @@ NATIVE_NAMES: dict[str, str] = {
     "topk_u16": "topk_u16",
 }
 # Ops only numba (or numpy) implements: merging top-k lists, binarizing residuals, fast-scan tables.
-OPS: tuple[str, ...] = (*NATIVE_NAMES, "merge_topk", "binarize", "bitplane_fastscan_lut", "quantize_lut")
+OPS: tuple[str, ...] = (*NATIVE_NAMES, "merge_topk", "binarize", "bitplane_fastscan_lut", "quantize_lut",
+                        "fastscan_affine")
 BACKENDS: tuple[str, ...] = ("auto", "c", "numba", "numpy")
 SIMD_LEVELS: tuple[str, ...] = ("scalar", "avx2", "avx512")
 # Below this many queries distances_many loops the one-query kernel: the GEMM path also streams

@@ -213,6 +213,24 @@ def bitplane_fastscan_lut(query: np.ndarray, code_weights: np.ndarray) -> tuple[
     return lut, float(offset)
 
 
+def fastscan_affine(
+    sums: np.ndarray, row_scale: np.ndarray, row_shift: np.ndarray, mul: float, add: float, const: float
+) -> np.ndarray:
+    """Distances from fast-scan sums with per-row factors (``reference.fastscan_affine``):
+    ``(sums * mul + add) * row_scale + row_shift + const`` -> (n,) float32."""
+    sums = stored(sums, "sums", np.uint16, 1)
+    n = sums.shape[0]
+    row_scale = small_float(row_scale, "row_scale", (n,))
+    row_shift = small_float(row_shift, "row_shift", (n,))
+    mul, add, const = (np.float32(check_float(v, name)) for v, name in ((mul, "mul"), (add, "add"), (const, "const")))
+    st = state()
+    if st.backend["fastscan_affine"] == "numpy":
+        return reference.fastscan_affine(sums, row_scale, row_shift, mul, add, const)
+    out = np.empty(n, dtype=np.float32)
+    st.numba.codes.fastscan_affine_into(sums, row_scale, row_shift, mul, add, const, out)
+    return out
+
+
 def quantize_lut(lut: np.ndarray) -> tuple[np.ndarray, float, float]:
     """A float32 (m, 16) table to uint8 with one scale and a bias (``reference.quantize_lut``)."""
     table = float_array(lut, "lut", 2)

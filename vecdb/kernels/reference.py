@@ -202,6 +202,19 @@ def binarize_rescaled(y: np.ndarray, alphas: np.ndarray, scales: np.ndarray) -> 
     return signs, _plane_sum(signs, alphas)
 
 
+def fastscan_affine(
+    sums: np.ndarray, row_scale: np.ndarray, row_shift: np.ndarray, mul: float, add: float, const: float
+) -> np.ndarray:
+    """Per-row distances from fast-scan sums: ``(sums * mul + add) * row_scale + row_shift + const``,
+    float32 in that order. sums (n,) uint16; row_scale, row_shift (n,) float32 -> (n,) float32."""
+    out = np.asarray(sums).astype(np.float32) * np.float32(mul)
+    out += np.float32(add)
+    out *= row_scale
+    out += row_shift
+    out += np.float32(const)
+    return out
+
+
 def _plane_sum(signs: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     """sum_t alphas[t] * (+-1) per element, float32, accumulated in plane order as binarize does."""
     out = np.zeros((signs.shape[0], signs.shape[2]), dtype=np.float32)

@@ -206,14 +206,10 @@ class BEBRQuantizer(Quantizer):
         by at most scan_scale / 2), for 3-8x less time; shortlists from it are re-ranked."""
         n = layout.a.shape[0]
         sums = kernels.pq4_fastscan(prepared.scan_lut, layout.packed, n)
-        # const + b + scale * a * (bias + step * sums), in place: this epilogue costs as much as the
-        # scan itself when written as a chain of temporaries
-        out = sums * np.float32(prepared.scale * prepared.scan_scale)
-        out += np.float32(prepared.scale * prepared.scan_bias)
-        out *= layout.a
-        out += layout.b
-        out += np.float32(prepared.const)
-        return out
+        # const + b + scale * a * (bias + step * sums) in one pass over the rows: as a chain of numpy
+        # temporaries this epilogue cost a quarter of the scan
+        return kernels.fastscan_affine(sums, layout.a, layout.b, prepared.scale * prepared.scan_scale,
+                                       prepared.scale * prepared.scan_bias, prepared.const)
 
     @staticmethod
     def _scan_table(values: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -181,7 +181,9 @@ def binarize_rescaled_into(
     """``reference.binarize_rescaled``: per row, code y against every grid scale, score each by the
     cosine between y and the reconstruction (in units of alphas, float32 in plane order, as the
     reference forms it), then write the planes of the best. Decisions take the reference's float32
-    steps; the per-plane loops over dimensions are branch-free selects, so they vectorize."""
+    steps; the per-plane loops over dimensions are branch-free selects, so they vectorize. (The final
+    pass repeats the trial loop with the sign stores: storing signs in every trial, to skip it, made
+    the kernel 2.5x slower.)"""
     n, dim = y.shape
     u = alphas.shape[0]
     resid = np.empty(dim, dtype=np.float32)

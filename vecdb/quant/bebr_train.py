@@ -140,10 +140,7 @@ class _Validation:
 
     @classmethod
     def make(cls, rows: Rows, rng: np.random.Generator) -> _Validation:
-        perm = rng.permutation(rows.u.shape[0])
-        nq = min(_VAL_QUERIES, len(perm) // 10)
-        nb = min(_VAL_BASE, len(perm) // 4)
-        queries, base = np.sort(perm[:nq]), np.sort(perm[nq : nq + nb])
+        queries, base = held_out_split(rows.u.shape[0], rng)
         true = _true_distances(rows, queries, base)
         return cls(queries, base, np.argsort(true, axis=1, kind="stable")[:, :10])
 
@@ -158,10 +155,23 @@ class _Validation:
         scores = []
         for ip in ((kq[:, None] * (rq @ rb.T)), (rows.norms[self.queries][:, None] * (yq @ rb.T))):
             est = bias - rows.scale * kb[None, :] * ip
-            top = np.argsort(est, axis=1, kind="stable")[:, :10]
-            hits = [len(np.intersect1d(top[i], self.truth[i])) for i in range(len(top))]
-            scores.append(float(np.mean(hits)) / 10.0)
+            scores.append(recall_at_10(est, self.truth))
         return float(np.mean(scores))
+
+
+def held_out_split(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted row indices (queries, base) held out of a fit: up to 500 queries (a tenth of
+    the rows) against up to 5,000 base rows (a quarter)."""
+    perm = rng.permutation(n)
+    nq = min(_VAL_QUERIES, n // 10)
+    nb = min(_VAL_BASE, n // 4)
+    return np.sort(perm[:nq]), np.sort(perm[nq : nq + nb])
+
+
+def recall_at_10(estimates: np.ndarray, truth: np.ndarray) -> float:
+    """Mean recall@10 of the 10 smallest ``estimates`` (q, b) per row against ``truth`` (q, 10)."""
+    top = np.argsort(estimates, axis=1, kind="stable")[:, :10]
+    return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(top, truth, strict=True)])) / 10.0
 
 
 def gamma(y: np.ndarray, recon: np.ndarray) -> np.ndarray:

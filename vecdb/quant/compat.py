@@ -28,11 +28,9 @@ from tqdm import tqdm
 
 from vecdb.quant.base import Quantizer
 from vecdb.quant.bebr_model import Transform
-from vecdb.quant.bebr_train import Adam
+from vecdb.quant.bebr_train import Adam, held_out_split, recall_at_10
 from vecdb.types import check_metric
 
-_VAL_QUERIES = 500
-_VAL_BASE = 5000
 _NEIGHBOURS = 32
 _RANDOM_NEGATIVES = 8
 _MARGIN = 0.003  # a stage must beat the current map by more than this on held-out recall@10
@@ -207,17 +205,12 @@ class _Held:
 
     @classmethod
     def make(cls, pairs: _Pairs, rng: np.random.Generator) -> _Held:
-        perm = rng.permutation(pairs.x.shape[0])
-        nq = min(_VAL_QUERIES, len(perm) // 10)
-        nb = min(_VAL_BASE, len(perm) // 4)
-        queries, base = np.sort(perm[:nq]), np.sort(perm[nq : nq + nb])
+        queries, base = held_out_split(pairs.x.shape[0], rng)
         true = pairs.distances(pairs.target[queries], base)
         return cls(queries, base, np.argsort(true, axis=1, kind="stable")[:, :10])
 
     def recall(self, pairs: _Pairs, tf: Transform) -> float:
-        est = pairs.distances(tf.apply(pairs.x[self.queries]), self.base)
-        top = np.argsort(est, axis=1, kind="stable")[:, :10]
-        return float(np.mean([len(np.intersect1d(a, b)) for a, b in zip(top, self.truth, strict=True)])) / 10.0
+        return recall_at_10(pairs.distances(tf.apply(pairs.x[self.queries]), self.base), self.truth)
 
 
 def _fine_tune(

@@ -23,7 +23,7 @@ Centring plus the two factors are why the estimate ranks well at 1 bit; the 8 by
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,21 +42,57 @@ MODES = ("sdc", "asym")
 class BEBRQuery:
     """Per-query state. const: distance part shared by all rows; scale: 2 (l2) or 1.
 
-    SDC: planes (u, w) uint64 and weights (u,) float32; asymmetric: lut (w*8, 256) float32 and its sum
-    (the exact kernels, for random access). Both: the fast-scan table ``scan_lut`` (u * ceil(D/4), 16)
-    uint8 with <g, y^> ~ scan_bias + scan_scale * (sum of looked-up entries), for whole-segment scans.
+    ``values`` (D,) float32 is the query side of ``<g, y^>``: g itself (asymmetric) or the query's
+    decoded code (SDC). SDC also carries its planes (u, w) uint64 and weights (u,) for the exact
+    code-to-code kernel. The tables are built on first use, since a query usually needs only one:
+    ``lut`` (w*8, 256) float32 for the exact asymmetric kernel (random access: graph and posting-list
+    candidates), and the fast-scan table ``scan_lut`` (u * ceil(D/4), 16) uint8 with
+    ``<g, y^> ~ scan_bias + scan_scale * (sum of looked-up entries)`` (whole-segment scans).
     """
 
     mode: str
     const: float
     scale: float
-    scan_lut: np.ndarray
-    scan_scale: float
-    scan_bias: float
+    values: np.ndarray
+    alphas: np.ndarray
     planes: np.ndarray | None = None
     weights: np.ndarray | None = None
-    lut: np.ndarray | None = None
-    query_sum: float = 0.0
+
+    # Built lazily and kept in the instance dict by hand: functools.cached_property takes one lock
+    # shared by every instance on Python 3.11, which would serialise concurrent searches.
+    @property
+    def lut(self) -> np.ndarray:
+        return self._cached("lut", lambda: kernels.bitplane_lut(self.values))
+
+    @property
+    def query_sum(self) -> float:
+        return self._cached("query_sum", lambda: float(self.values.sum()))
+
+    @property
+    def _scan_table(self) -> tuple[np.ndarray, float, float]:
+        def build() -> tuple[np.ndarray, float, float]:
+            lut, offset = kernels.bitplane_fastscan_lut(self.values, self.alphas)
+            lut_u8, scale, bias = kernels.quantize_lut(lut)
+            return lut_u8, scale, bias + offset
+
+        return self._cached("scan_table", build)
+
+    def _cached(self, name: str, build: Callable[[], Any]) -> Any:
+        if name not in self.__dict__:  # a race builds the same value twice, harmlessly
+            self.__dict__[name] = build()
+        return self.__dict__[name]
+
+    @property
+    def scan_lut(self) -> np.ndarray:
+        return self._scan_table[0]
+
+    @property
+    def scan_scale(self) -> float:
+        return self._scan_table[1]
+
+    @property
+    def scan_bias(self) -> float:
+        return self._scan_table[2]
 
 
 @dataclass(frozen=True)
@@ -178,15 +214,13 @@ class BEBRQuantizer(Quantizer):
             const, scale = (1.0 if self.metric == "cosine" else 0.0) - float(q @ mean), 1.0
         y = tf.apply((p / pn if pn > 0 else p)[None, :].astype(np.float32))
         if mode == "asym":
-            g = (pn * y[0]).astype(np.float32)
-            table = self._scan_table(g, alphas)
-            return BEBRQuery(mode, const, scale, *table, lut=kernels.bitplane_lut(g), query_sum=float(g.sum()))
+            return BEBRQuery(mode, const, scale, (pn * y[0]).astype(np.float32), alphas)
         signs, recon = code(y, alphas)
         factor = pn * float(gamma(y, recon)[0])
         weights = (alphas * factor).astype(np.float32)
         # the code's values sum_t weights_t * (+-1) are recon scaled (what bitplane_decode would give)
-        table = self._scan_table(recon[0] * np.float32(factor), alphas)
-        return BEBRQuery(mode, const, scale, *table, planes=pack_planes(signs)[0], weights=weights)
+        values = (recon[0] * np.float32(factor)).astype(np.float32)
+        return BEBRQuery(mode, const, scale, values, alphas, planes=pack_planes(signs)[0], weights=weights)
 
     def distances(self, prepared: BEBRQuery, codes: np.ndarray) -> np.ndarray:
         """Estimated distances (n,) float32 from a prepared query to stored codes, through the exact
@@ -210,13 +244,6 @@ class BEBRQuantizer(Quantizer):
         # temporaries this epilogue cost a quarter of the scan
         return kernels.fastscan_affine(sums, layout.a, layout.b, prepared.scale * prepared.scan_scale,
                                        prepared.scale * prepared.scan_bias, prepared.const)
-
-    @staticmethod
-    def _scan_table(values: np.ndarray, alphas: np.ndarray) -> tuple[np.ndarray, float, float]:
-        """Fast-scan table for query values against codes weighted by alphas: (uint8 table, scale, bias)."""
-        lut, offset = kernels.bitplane_fastscan_lut(values, alphas)
-        lut_u8, scale, bias = kernels.quantize_lut(lut)
-        return lut_u8, scale, bias + offset
 
     # -- persistence ----------------------------------------------------------------------------
 

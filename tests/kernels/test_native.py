@@ -260,6 +260,30 @@ def test_bitplane_sym_matches_reference(level, d):
                 np.testing.assert_array_equal(out, ref.bitplane_ip_sym(qp, codes, qw, cw, d))
 
 
+# Every width the C kernels specialise (1, 2, 4, 6, 8, 12, 16 words) and some they do not, on both
+# sides of the 8-word switch to 512-bit popcounts.
+CODE_WIDTHS = (1, 2, 3, 4, 6, 7, 8, 9, 12, 16, 20)
+
+
+@pytest.mark.parametrize("w", CODE_WIDTHS)
+def test_popcount_kernels_at_every_code_width(level, w):
+    rng = _rng(11, w)
+    n = 37
+    q = _random_codes(rng, (w,))
+    codes = _random_codes(rng, (n, w))
+    out = np.empty(n, dtype=np.int32)
+    native.hamming(q, codes, out)
+    np.testing.assert_array_equal(out, ref.hamming(q, codes))
+    for u, uq in ((1, 1), (3, 2)):
+        planes = _random_codes(rng, (n, u, w))
+        qp = _random_codes(rng, (uq, w))
+        qw = rng.standard_normal(uq, dtype=np.float32)
+        cw = rng.standard_normal(u, dtype=np.float32)
+        sym = np.full(n, np.nan, dtype=np.float32)
+        native.bitplane_ip_sym(qp, planes, qw, cw, 64 * w, sym)
+        np.testing.assert_array_equal(sym, ref.bitplane_ip_sym(qp, planes, qw, cw, 64 * w))
+
+
 @HYPOTHESIS
 @given(
     dim=st.integers(1, 600),

@@ -156,8 +156,14 @@ static T_512 void distances_sq8(const float *q, const uint8_t *codes, const floa
 /* ---- 4-bit fast scan: four sub-quantizers per 512-bit register ---- */
 
 /* Same scheme as the AVX2 kernel (see there): uint16 accumulation of byte pairs, even rows
- * recovered as acc - (odd << 8), all modulo 2^16. The last 1..3 sub-quantizers are a masked
- * load, whose zero tables contribute nothing. */
+ * recovered as acc - (odd << 8), all modulo 2^16. */
+/* 16 * rem bytes (rem = 1..3) from p, zero above: plain loads (masked byte loads are slow on Zen 4). */
+AI_512 __m512i tail_chunk(const uint8_t *p, int64_t rem) {
+    if (rem == 1) return _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    __m512i two = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)p));
+    return rem == 2 ? two : _mm512_inserti32x4(two, _mm_loadu_si128((const __m128i *)(p + 32)), 2);
+}
+
 static T_512 void pq4_fastscan(const uint8_t *lut, const uint8_t *packed, int64_t n, int64_t m, uint16_t *out) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     int64_t nblocks = (n + 31) / 32;
@@ -165,10 +171,14 @@ static T_512 void pq4_fastscan(const uint8_t *lut, const uint8_t *packed, int64_
         const uint8_t *blk = packed + b * m * 16;
         __m512i lo0 = _mm512_setzero_si512(), lo1 = lo0, hi0 = lo0, hi1 = lo0;
         for (int64_t j = 0; j < m; j += 4) {
-            int64_t rem = m - j;
-            __mmask64 mk = rem >= 4 ? ~(__mmask64)0 : (((__mmask64)1 << (rem * 16)) - 1);
-            __m512i c = _mm512_maskz_loadu_epi8(mk, blk + j * 16);
-            __m512i l = _mm512_maskz_loadu_epi8(mk, lut + j * 16);
+            __m512i c, l;
+            if (j + 4 <= m) { /* plain loads: masked byte loads in every step cost Zen 4 10-30% */
+                c = _mm512_loadu_si512(blk + j * 16);
+                l = _mm512_loadu_si512(lut + j * 16);
+            } else { /* the last 1..3 sub-quantizers, zero-extended: zero tables add nothing */
+                c = tail_chunk(blk + j * 16, m - j);
+                l = tail_chunk(lut + j * 16, m - j);
+            }
             __m512i vlo = _mm512_shuffle_epi8(l, _mm512_and_si512(c, low4));
             __m512i vhi = _mm512_shuffle_epi8(l, _mm512_and_si512(_mm512_srli_epi16(c, 4), low4));
             lo0 = _mm512_add_epi16(lo0, vlo);

@@ -155,8 +155,6 @@ static T_512 void distances_sq8(const float *q, const uint8_t *codes, const floa
 
 /* ---- 4-bit fast scan: four sub-quantizers per 512-bit register ---- */
 
-/* Same scheme as the AVX2 kernel (see there): uint16 accumulation of byte pairs, even rows
- * recovered as acc - (odd << 8), all modulo 2^16. */
 /* 16 * rem bytes (rem = 1..3) from p, zero above: plain loads (masked byte loads are slow on Zen 4). */
 AI_512 __m512i tail_chunk(const uint8_t *p, int64_t rem) {
     if (rem == 1) return _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)p));
@@ -164,6 +162,8 @@ AI_512 __m512i tail_chunk(const uint8_t *p, int64_t rem) {
     return rem == 2 ? two : _mm512_inserti32x4(two, _mm_loadu_si128((const __m128i *)(p + 32)), 2);
 }
 
+/* Same scheme as the AVX2 kernel (see there): uint16 accumulation of byte pairs, even rows
+ * recovered as acc - (odd << 8), all modulo 2^16. */
 static T_512 void pq4_fastscan(const uint8_t *lut, const uint8_t *packed, int64_t n, int64_t m, uint16_t *out) {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     int64_t nblocks = (n + 31) / 32;

@@ -288,12 +288,15 @@ def render(out: Path) -> None:
     """compression-results.md from the JSON lines (throughput column from the best-of-N pass if present)."""
     rows = [json.loads(line) for line in (out / "compression-results.jsonl").read_text().splitlines()]
     tp_path = out / "compression-throughput.jsonl"
-    tp = {}  # the latest pass over a base of the same size as the recall run's
+    ctx = rows[0]
+    # The latest pass over a base of the same size, on the same kernels (the SIMD level is in
+    # "threads"), as the recall run's: a pass on another machine must not fill this table.
+    tp = {}
     if tp_path.exists():
         for line in tp_path.read_text().splitlines():
             rec = json.loads(line)
-            tp[(rec["dataset"], rec["method"], rec.get("base_rows"))] = rec["scan_vectors_per_s"]
-    ctx = rows[0]
+            if rec.get("threads") == ctx["threads"]:
+                tp[(rec["dataset"], rec["method"], rec.get("base_rows"))] = rec["scan_vectors_per_s"]
     lines = [f"Machine: {ctx['machine']}; commit {ctx['commit']}; {ctx['threads']}.",
              "scan Mvec/s: best of the interleaved throughput pass (learned BEBR has the baseline's layout "
              "and kernels); faiss rows time faiss's own search (k=10). 'single' is the one timing taken "

@@ -19,6 +19,7 @@ import argparse
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ from vecdb.quant.bebr_train import Settings
 DEFAULT_CONFIGS = ("1:64", "2:64", "4:56", "4:64", "5:56")
 
 
-def recall_no_rerank(ds: Dataset, distances, quiet: bool) -> float:  # type: ignore[no-untyped-def]
+def recall_no_rerank(ds: Dataset, distances: Callable[[np.ndarray], np.ndarray], quiet: bool) -> float:
     """Mean recall@10 of the 10 smallest estimates per query."""
     found = (np.argsort(distances(q), kind="stable")[:10] for q in ds.queries)
     pairs = zip(found, ds.truth, strict=True)

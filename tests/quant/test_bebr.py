@@ -8,6 +8,7 @@ import pytest
 from tests.quant.data import clustered
 from vecdb.kernels import reference
 from vecdb.quant.bebr import BEBRQuantizer
+from vecdb.quant import bebr_train
 from vecdb.quant.bebr_train import Settings
 
 FAST = Settings(epochs=1, steps_per_epoch=8, itq_iters=3, progress=False)
@@ -138,6 +139,31 @@ def test_determinism_and_persistence(blobs: np.ndarray) -> None:
         np.testing.assert_array_equal(c.distances(c.prepare(blobs[2], mode), codes),
                                       a.distances(a.prepare(blobs[2], mode), codes))
     assert a.nbytes > 0 and meta["report"] == a.report and "mlp_epoch0" in a.report
+
+
+def test_stage_checks_use_rows_beyond_the_training_sample(blobs: np.ndarray, monkeypatch) -> None:
+    # With more rows than train_rows, the checks that keep or drop each learned stage score held-out
+    # queries against a base drawn from the other rows (larger than a split of the sample could be).
+    assert bebr_train.validation_size(100_000, 20_000) == 25_500
+    assert bebr_train.validation_size(21_500, 20_000) == 1_500
+    assert bebr_train.validation_size(20_900, 20_000) == 0  # too few spare rows: split the sample
+    seen = []
+    make = bebr_train._Validation.make
+
+    def spy(queries, base):
+        seen.append((len(queries), len(base)))
+        return make(queries, base)
+
+    monkeypatch.setattr(bebr_train._Validation, "make", staticmethod(spy))
+    x = np.concatenate([blobs, blobs + 0.01]).astype(np.float32)  # 2 x len(blobs) rows
+    q = BEBRQuantizer(32, "l2", bits=2, seed=5, train_rows=1200, settings=FAST)
+    q.train(x)
+    spare = len(x) - 1200
+    assert seen == [(500, spare - 500)]
+    again = BEBRQuantizer(32, "l2", bits=2, seed=5, train_rows=1200, settings=FAST)
+    again.train(x)
+    np.testing.assert_array_equal(q.encode(blobs), again.encode(blobs))
+    assert "mlp_epoch0" in q.report
 
 
 @pytest.mark.parametrize("learned", [False, True])

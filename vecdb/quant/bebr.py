@@ -32,7 +32,7 @@ import numpy as np
 from vecdb import kernels
 from vecdb.quant.base import Quantizer
 from vecdb.quant.bebr_model import Transform, code, pack_planes, unpack_planes
-from vecdb.quant.bebr_train import Rows, Settings, fit_baseline, fit_learned, gamma
+from vecdb.quant.bebr_train import Rows, Settings, fit_baseline, fit_learned, gamma, validation_size
 from vecdb.types import check_metric
 
 MODES = ("sdc", "asym")
@@ -140,21 +140,26 @@ class BEBRQuantizer(Quantizer):
 
     def train(self, sample: np.ndarray) -> None:
         """Fit mean, transform and plane weights on ``sample`` (n, d) float32 (a seeded subsample of
-        ``train_rows`` rows is used when larger)."""
+        ``train_rows`` rows is used when larger; a learned model then also holds out up to 25,500 of
+        the other rows to check each training stage against)."""
         x = self._unit(self._check(sample))
         if x.shape[0] == 0:
             raise ValueError("BEBR training needs at least one row")
         rng = np.random.default_rng(self.seed)
+        held = x[:0]
         if x.shape[0] > self.train_rows:
-            x = x[np.sort(rng.choice(x.shape[0], self.train_rows, replace=False))]
+            order = rng.permutation(x.shape[0])
+            spare = validation_size(x.shape[0], self.train_rows) if self.learned else 0
+            held = x[np.sort(order[self.train_rows : self.train_rows + spare])]
+            x = x[np.sort(order[: self.train_rows])]
         # Centring is part of what is learned: the baseline stays data-oblivious (mean 0), like RaBitQ
         # without its centroid, while keeping the same per-row factors and bit budget.
         self.mean = x.mean(0).astype(np.float32) if self.learned else np.zeros(self.dim, np.float32)
-        v, norms, u = self._centre(x, self.mean)
-        rows = Rows(v, norms, u, self._bias(v, norms, self.mean), 2.0 if self.metric == "l2" else 1.0)
+        rows = self._rows(x)
         if self.learned:
             self.transform, self.alphas, self.report = fit_learned(
-                rows, self.bits, self.dim_out, self.seed, self.settings)
+                rows, self.bits, self.dim_out, self.seed, self.settings,
+                held_out=self._rows(held) if len(held) else None)
         else:
             self.transform, self.alphas = fit_baseline(rows, self.bits, self.dim_out, self.seed)
 
@@ -320,6 +325,11 @@ class BEBRQuantizer(Quantizer):
         norms = np.linalg.norm(v, axis=1).astype(np.float32)
         u = v / np.where(norms > 0, norms, 1.0)[:, None]
         return v, norms, u.astype(np.float32)
+
+    def _rows(self, x: np.ndarray) -> Rows:
+        """Input rows (already unit for cosine) as the trainer's ``Rows``, centred on ``self.mean``."""
+        v, norms, u = self._centre(x, self.mean)
+        return Rows(v, norms, u, self._bias(v, norms, self.mean), 2.0 if self.metric == "l2" else 1.0)
 
     def _bias(self, v: np.ndarray, norms: np.ndarray, mean: np.ndarray) -> np.ndarray:
         """The exact row-dependent distance term: |v|^2 (l2) or -<mean, v> (ip / cosine)."""

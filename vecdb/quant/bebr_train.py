@@ -32,6 +32,11 @@ from vecdb.quant.bebr_model import (
 # Sizes chosen so that training on 20k x 384 takes about a minute on 2 cores.
 _VAL_QUERIES = 500
 _VAL_BASE = 5000
+# When the input has rows beyond the training sample, the check's base is drawn from them and can be
+# far larger: ranking among 5,000 rows rewards coarser structure than a 100k-row collection needs
+# (on MiniLM u=1 such a check kept a rotation that cost 0.01 recall@10 on the real queries; with
+# 25,000 it rejected it). Scoring 500 queries against it costs a few seconds per stage.
+_VAL_BASE_HELD_OUT = 25000
 _ANCHORS = 4000
 _NEIGHBOURS = 32
 _RANDOM_NEGATIVES = 8
@@ -52,6 +57,9 @@ class Rows:
 
     def subset(self, idx: np.ndarray) -> Rows:
         return Rows(self.v[idx], self.norms[idx], self.u[idx], self.bias[idx], self.scale)
+
+    def __len__(self) -> int:
+        return self.u.shape[0]
 
 
 @dataclass
@@ -79,41 +87,55 @@ def fit_baseline(rows: Rows, bits: int, dim_out: int, seed: int) -> tuple[Transf
 
 
 def fit_learned(
-    rows: Rows, bits: int, dim_out: int, seed: int, settings: Settings
+    rows: Rows, bits: int, dim_out: int, seed: int, settings: Settings, held_out: Rows | None = None
 ) -> tuple[Transform, np.ndarray, dict[str, float]]:
     """Learned transform and plane weights; returns them with the validation recall of each stage.
 
     The validation rows (queries and their base) are held out of every fit, so a stage is kept only
-    when it helps on rows it has not seen.
+    when it helps on rows it has not seen: ``held_out`` rows when given (see ``validation_size``),
+    else a split of ``rows``.
     """
     rng = np.random.default_rng(seed)
     tf, alphas = fit_baseline(rows, bits, dim_out, seed)
-    if rows.u.shape[0] < _MIN_ROWS_FOR_MLP:  # too few rows to hold any out: the rotation alone
+    if len(rows) < _MIN_ROWS_FOR_MLP:  # too few rows to fit anything beyond the rotation
         tf = Transform(_itq(rows.u, tf.w, bits, settings.itq_iters, rng))
         return tf, derive_alphas(tf.apply(rows.u), bits), {}
-    val = _Validation.make(rows, rng)
-    fit = rows.subset(np.setdiff1d(np.arange(rows.u.shape[0]), np.concatenate([val.queries, val.base])))
-    score = val.recall(rows, tf, alphas)
+    if held_out is not None and len(held_out) >= 2 * _VAL_QUERIES:
+        val = _Validation.make(held_out.subset(np.arange(_VAL_QUERIES)),
+                               held_out.subset(np.arange(_VAL_QUERIES, len(held_out))))
+        fit = rows
+    else:
+        queries, base = held_out_split(len(rows), rng)
+        val = _Validation.make(rows.subset(queries), rows.subset(base))
+        fit = rows.subset(np.setdiff1d(np.arange(len(rows)), np.concatenate([queries, base])))
+    score = val.recall(tf, alphas)
     report = {"random": score}
     best = (score, tf, alphas)
 
     tf = Transform(_itq(fit.u, tf.w, bits, settings.itq_iters, rng))
     alphas = derive_alphas(tf.apply(fit.u), bits)
-    score = val.recall(rows, tf, alphas)
+    score = val.recall(tf, alphas)
     report["rotation"] = score
     if score > best[0] + _MARGIN:
         best = (score, tf, alphas)
 
-    best = _fine_tune(fit, rows, best, bits, seed, settings, val, report)
+    best = _fine_tune(fit, best, bits, seed, settings, val, report)
     _, tf, alphas = best
     refit = refit_alphas(tf.apply(_subsample(fit.u, 20000, rng)), alphas)
-    score = val.recall(rows, tf, refit)
+    score = val.recall(tf, refit)
     report["refit_alphas"] = score
     if score > best[0] + _MARGIN:
         best = (score, tf, refit)
     _, tf, alphas = best
     tf.cache = {}
     return tf, alphas, report
+
+
+def validation_size(n_input: int, n_train: int) -> int:
+    """How many of the input's rows beyond the training sample ``fit_learned`` should get as
+    ``held_out`` (500 queries and up to 25,000 base rows; 0 when too few are left)."""
+    spare = n_input - n_train
+    return min(spare, _VAL_QUERIES + _VAL_BASE_HELD_OUT) if spare >= 2 * _VAL_QUERIES else 0
 
 
 def _subsample(x: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -132,29 +154,28 @@ def _itq(u: np.ndarray, w: np.ndarray, bits: int, iters: int, rng: np.random.Gen
 
 @dataclass
 class _Validation:
-    """Held-out rows of the sample as queries against other rows, with exact neighbours."""
+    """Held-out query rows against held-out base rows, with their exact neighbours."""
 
-    queries: np.ndarray  # (q,) row indices
-    base: np.ndarray  # (b,) row indices
+    queries: Rows
+    base: Rows
     truth: np.ndarray  # (q, 10) positions into base
 
     @classmethod
-    def make(cls, rows: Rows, rng: np.random.Generator) -> _Validation:
-        queries, base = held_out_split(rows.u.shape[0], rng)
-        true = _true_distances(rows, queries, base)
+    def make(cls, queries: Rows, base: Rows) -> _Validation:
+        true = _true_distances(queries, base)
         return cls(queries, base, np.argsort(true, axis=1, kind="stable")[:, :10])
 
-    def recall(self, rows: Rows, tf: Transform, alphas: np.ndarray) -> float:
+    def recall(self, tf: Transform, alphas: np.ndarray) -> float:
         """Mean of the SDC and asymmetric recall@10 of the code distance estimate."""
-        yb, yq = tf.apply(rows.u[self.base]), tf.apply(rows.u[self.queries])
+        yb, yq = tf.apply(self.base.u), tf.apply(self.queries.u)
         _, rb = code(yb, alphas)
         _, rq = code(yq, alphas)
-        kb = rows.norms[self.base] * gamma(yb, rb)
-        kq = rows.norms[self.queries] * gamma(yq, rq)
-        bias = rows.bias[self.base][None, :]
+        kb = self.base.norms * gamma(yb, rb)
+        kq = self.queries.norms * gamma(yq, rq)
+        bias = self.base.bias[None, :]
         scores = []
-        for ip in ((kq[:, None] * (rq @ rb.T)), (rows.norms[self.queries][:, None] * (yq @ rb.T))):
-            est = bias - rows.scale * kb[None, :] * ip
+        for ip in ((kq[:, None] * (rq @ rb.T)), (self.queries.norms[:, None] * (yq @ rb.T))):
+            est = bias - self.base.scale * kb[None, :] * ip
             scores.append(recall_at_10(est, self.truth))
         return float(np.mean(scores))
 
@@ -183,12 +204,12 @@ def gamma(y: np.ndarray, recon: np.ndarray) -> np.ndarray:
     return np.where(ok, num / np.where(ok, den, 1.0), 1.0).astype(np.float32)
 
 
-def _true_distances(rows: Rows, queries: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Exact distances (up to a per-query constant) from rows[queries] to rows[base]: (q, b) float32."""
-    ip = rows.v[queries] @ rows.v[base].T
-    if rows.scale == 2.0:  # l2: |v_b|^2 - 2 <v_q, v_b>
-        return (rows.norms[base] ** 2)[None, :] - 2.0 * ip
-    return rows.bias[base][None, :] - ip  # ip / cosine: -<x_q, x_b> up to a constant
+def _true_distances(queries: Rows, base: Rows) -> np.ndarray:
+    """Exact distances (up to a per-query constant) from each query row to each base row: (q, b)."""
+    ip = queries.v @ base.v.T
+    if base.scale == 2.0:  # l2: |v_b|^2 - 2 <v_q, v_b>
+        return (base.norms**2)[None, :] - 2.0 * ip
+    return base.bias[None, :] - ip  # ip / cosine: -<x_q, x_b> up to a constant
 
 
 def _neighbour_pool(rows: Rows, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
@@ -197,15 +218,15 @@ def _neighbour_pool(rows: Rows, rng: np.random.Generator) -> tuple[np.ndarray, .
     anchors = np.sort(rng.choice(n, min(_ANCHORS, n), replace=False))
     k = min(_NEIGHBOURS, n - 2)
     cands = np.empty((len(anchors), k + _RANDOM_NEGATIVES), dtype=np.int64)
-    everything = np.arange(n)
     for s in range(0, len(anchors), 512):
         block = anchors[s : s + 512]
-        dist = _true_distances(rows, block, everything)
+        dist = _true_distances(rows.subset(block), rows)
         dist[np.arange(len(block)), block] = np.inf  # an anchor is not its own neighbour
         top = np.argpartition(dist, k, axis=1)[:, :k]
         cands[s : s + len(block), :k] = top
     cands[:, k:] = rng.integers(0, n, (len(anchors), _RANDOM_NEGATIVES))
-    teacher = np.stack([_true_distances(rows, anchors[i : i + 1], cands[i])[0] for i in range(len(anchors))])
+    teacher = np.stack([_true_distances(rows.subset(anchors[i : i + 1]), rows.subset(cands[i]))[0]
+                        for i in range(len(anchors))])
     return anchors, cands, teacher.astype(np.float32)
 
 
@@ -229,11 +250,10 @@ class Adam:
 
 
 def _fine_tune(
-    rows: Rows, every: Rows, best: tuple[float, Transform, np.ndarray], bits: int, seed: int,
+    rows: Rows, best: tuple[float, Transform, np.ndarray], bits: int, seed: int,
     settings: Settings, val: _Validation, report: dict[str, float],
 ) -> tuple[float, Transform, np.ndarray]:
-    """Stage 2: residual MLP block + W trained on ``rows`` with the listwise distillation loss;
-    ``every`` (all rows) is what the validation indices point into."""
+    """Stage 2: residual MLP block + W trained on ``rows`` with the listwise distillation loss."""
     rng = np.random.default_rng(seed + 1)
     anchors, cands, teacher = _neighbour_pool(rows, rng)
     dim_out, hidden = best[1].w.shape[1], settings.hidden
@@ -267,7 +287,7 @@ def _fine_tune(
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
             alphas = derive_alphas(tf.apply(_subsample(rows.u, 20000, rng)), bits)
-            score = val.recall(every, tf, alphas)
+            score = val.recall(tf, alphas)
             report[f"mlp_epoch{len([k for k in report if k.startswith('mlp')])}"] = score
             if score > best[0] + _MARGIN:
                 best = (score, tf.copy(), alphas.copy())

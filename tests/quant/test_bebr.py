@@ -7,8 +7,8 @@ import pytest
 
 from tests.quant.data import clustered
 from vecdb.kernels import reference
-from vecdb.quant.bebr import BEBRQuantizer
 from vecdb.quant import bebr_train
+from vecdb.quant.bebr import BEBRQuantizer
 from vecdb.quant.bebr_train import Settings
 
 FAST = Settings(epochs=1, steps_per_epoch=8, itq_iters=3, progress=False)
